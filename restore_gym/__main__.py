@@ -1,0 +1,3 @@
+from restore_gym.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""Command line of restore-gym: ``python -m restore_gym COMMAND`` (also installed as ``restore-gym``)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+from restore_gym.data import summarize_test_sets
+
+
+def _print_test_sets(_: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    rows = summarize_test_sets()
+    print(f"{'difficulty':<10} {'patches':>7} {'input PSNR':>11}  digest")
+    for row in rows:
+        status = "matches the recorded digest" if row["digest_matches"] else "DIFFERS from the recorded digest"
+        psnr_text = f"{row['mean_input_psnr']:>8.3f} dB"
+        print(f"{row['difficulty']:<10} {row['patches']:>7} {psnr_text}  {row['digest'][:16]}… {status}")
+    print(f"built or loaded in {time.perf_counter() - start:.1f} s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``restore-gym`` command."""
+    parser = argparse.ArgumentParser(prog="restore-gym", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="the main job on the embedded defaults").set_defaults(run=_print_test_sets)
+    commands.add_parser("testsets", help="summary of the frozen test sets").set_defaults(run=_print_test_sets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    args.run(args)
+    return 0

@@ -1,0 +1,256 @@
+"""The degradation protocol of RL-Restore (Yu et al., CVPR 2018), as its authors' data script applies it.
+
+A clean image region is blurred (21x21 Gaussian kernel, replicated borders), then Gaussian noise is
+added and the result clipped to [0, 1], then it is JPEG-compressed (Pillow). Each distortion has ten
+levels; level ``k`` draws its value uniformly between ``grid[k-1]`` and ``grid[k]`` of its grid below.
+A difficulty allows the level triples ``(k_blur, k_noise, k_jpeg)`` whose sum minus 2 lies in its range
+(mild 9..11, moderate 12..17, severe 18..20), all permutations included, each drawn with equal chance.
+
+The authors degraded whole images and cut patches whose top-left corner lay on the JPEG block grid.
+:func:`degrade_patch` reproduces that: it degrades the patch together with a margin of
+:data:`MARGIN` pixels on every side (more than the blur radius, and a whole number of 16x16 JPEG
+macro-blocks so the patch starts on the block grid of the region) and crops the patch out afterwards.
+
+All randomness comes from the ``numpy.random.Generator`` passed in: the same seed gives the same bytes.
+A batched torch path (:func:`blur_batch`, :func:`add_noise_batch`) serves CPU or CUDA callers and
+agrees with the reference path.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy.ndimage import correlate1d
+
+Difficulty = Literal["mild", "moderate", "severe"]
+DIFFICULTIES: tuple[str, ...] = ("mild", "moderate", "severe")
+
+BLUR_SIGMA_GRID = np.arange(0.0, 5.0 + 1e-9, 0.5)
+NOISE_SIGMA_GRID = np.arange(0.0, 50.0 + 1e-9, 5.0)
+JPEG_QUALITY_GRID = np.array([100, 80, 60, 50, 40, 35, 30, 25, 20, 15, 10], dtype=np.float64)
+NUM_LEVELS = 10
+
+# Allowed range of (k_blur + k_noise + k_jpeg - 2) per difficulty, inclusive.
+LEVEL_SUM_RANGES: dict[str, tuple[int, int]] = {"mild": (9, 11), "moderate": (12, 17), "severe": (18, 20)}
+
+BLUR_KERNEL_SIZE = 21
+PATCH_SIZE = 63
+MARGIN = 16
+
+
+@dataclass(frozen=True)
+class DegradationParams:
+    """The sampled distortion of one patch: its level triple and the values drawn inside each level.
+
+    ``noise_sigma`` is on the 0..255 scale, as in the paper; ``jpeg_quality`` is the integer quality
+    passed to the encoder.
+    """
+
+    levels: tuple[int, int, int]
+    blur_sigma: float
+    noise_sigma: float
+    jpeg_quality: int
+
+    def as_dict(self) -> dict:
+        """A JSON-friendly dict of the parameters."""
+        return {**asdict(self), "levels": list(self.levels)}
+
+
+def check_difficulty(difficulty: str) -> str:
+    """Return ``difficulty`` if it is one of :data:`DIFFICULTIES`, else raise a ValueError that lists them."""
+    if difficulty not in LEVEL_SUM_RANGES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; choose one of {', '.join(DIFFICULTIES)}")
+    return difficulty
+
+
+def check_generator(rng: object) -> np.random.Generator:
+    """Return ``rng`` if it is a ``numpy.random.Generator``, else raise a TypeError saying how to make one."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"expected a numpy.random.Generator, got {type(rng).__name__}; "
+            "create one with numpy.random.default_rng(seed)"
+        )
+    return rng
+
+
+def allowed_triples(difficulty: str) -> tuple[tuple[int, int, int], ...]:
+    """All level triples ``(k_blur, k_noise, k_jpeg)``, each level in 1..10, allowed at ``difficulty``."""
+    low, high = LEVEL_SUM_RANGES[check_difficulty(difficulty)]
+    levels = range(1, NUM_LEVELS + 1)
+    return tuple(t for t in itertools.product(levels, repeat=3) if low <= sum(t) - 2 <= high)
+
+
+def _draw_in_level(grid: np.ndarray, level: int, rng: np.random.Generator) -> float:
+    low, high = sorted((float(grid[level - 1]), float(grid[level])))
+    return float(rng.uniform(low, high))
+
+
+def params_for_levels(levels: tuple[int, int, int], rng: np.random.Generator) -> DegradationParams:
+    """Draw the blur sigma, noise sigma and JPEG quality uniformly inside the given levels."""
+    check_generator(rng)
+    if len(levels) != 3 or not all(isinstance(k, (int, np.integer)) and 1 <= k <= NUM_LEVELS for k in levels):
+        raise ValueError(f"levels must be three integers in 1..{NUM_LEVELS}, got {levels!r}")
+    k_blur, k_noise, k_jpeg = (int(k) for k in levels)
+    return DegradationParams(
+        levels=(k_blur, k_noise, k_jpeg),
+        blur_sigma=_draw_in_level(BLUR_SIGMA_GRID, k_blur, rng),
+        noise_sigma=_draw_in_level(NOISE_SIGMA_GRID, k_noise, rng),
+        jpeg_quality=int(round(_draw_in_level(JPEG_QUALITY_GRID, k_jpeg, rng))),
+    )
+
+
+def sample_params(difficulty: str, rng: np.random.Generator) -> DegradationParams:
+    """Draw a level triple uniformly from those allowed at ``difficulty``, then the values inside it."""
+    check_generator(rng)
+    triples = allowed_triples(difficulty)
+    return params_for_levels(triples[int(rng.integers(len(triples)))], rng)
+
+
+def gaussian_kernel_1d(sigma: float, size: int = BLUR_KERNEL_SIZE) -> np.ndarray:
+    """The normalised 1-D Gaussian whose outer product is MATLAB's ``fspecial('gaussian', size, sigma)``.
+
+    A sigma of (nearly) zero gives the identity kernel.
+    """
+    if sigma < 0:
+        raise ValueError(f"blur sigma must be >= 0, got {sigma}")
+    radius = size // 2
+    if sigma < 1e-6:
+        kernel = np.zeros(size)
+        kernel[radius] = 1.0
+        return kernel
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-(x**2) / (2.0 * sigma**2))
+    return kernel / kernel.sum()
+
+
+def gaussian_kernel(sigma: float, size: int = BLUR_KERNEL_SIZE) -> np.ndarray:
+    """The normalised 2-D ``size`` x ``size`` Gaussian blur kernel."""
+    k = gaussian_kernel_1d(sigma, size)
+    return np.outer(k, k)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"expected a float image in [0, 1], got dtype {image.dtype}; divide uint8 images by 255")
+    return image
+
+
+def blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of an H x W x 3 float image with a 21x21 kernel and replicated borders (float64 out)."""
+    image = _check_image(image).astype(np.float64)
+    k = gaussian_kernel_1d(sigma)
+    out = correlate1d(image, k, axis=0, mode="nearest")
+    return correlate1d(out, k, axis=1, mode="nearest")
+
+
+def add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Add Gaussian noise of std ``sigma`` (0..255 scale) to a float image and clip to [0, 1]."""
+    image = _check_image(image)
+    check_generator(rng)
+    noise = rng.standard_normal(image.shape) * (sigma / 255.0)
+    return np.clip(image + noise, 0.0, 1.0)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Round a float image in [0, 1] to 8 bits, as MATLAB's ``im2uint8`` does."""
+    return np.clip(np.round(np.asarray(image, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """JPEG-compress a float image in [0, 1] at ``quality`` (Pillow, default 4:2:0); returns float64 in [0, 1]."""
+    image = _check_image(image)
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image), mode="RGB").save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB"), dtype=np.float64) / 255.0
+
+
+def degrade(image: np.ndarray, params: DegradationParams, rng: np.random.Generator) -> np.ndarray:
+    """Blur, add noise and JPEG-compress a whole H x W x 3 float image; returns float32 in [0, 1]."""
+    blurred = blur(image, params.blur_sigma)
+    noisy = add_noise(blurred, params.noise_sigma, rng)
+    return jpeg(noisy, params.jpeg_quality).astype(np.float32)
+
+
+def as_float_image(image: np.ndarray) -> np.ndarray:
+    """An H x W x 3 image as float64 in [0, 1]: uint8 is divided by 255, floats are checked to lie in [0, 1]."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image.astype(np.float64) / 255.0
+    if np.issubdtype(image.dtype, np.floating):
+        if image.size and (image.min() < 0.0 or image.max() > 1.0):
+            raise ValueError("float images must lie in [0, 1]")
+        return image.astype(np.float64)
+    raise TypeError(f"expected a uint8 or float image, got dtype {image.dtype}")
+
+
+def degrade_patch(
+    image: np.ndarray,
+    top: int,
+    left: int,
+    params: DegradationParams,
+    rng: np.random.Generator,
+    size: int = PATCH_SIZE,
+    margin: int = MARGIN,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Degrade the ``size`` x ``size`` patch at (top, left) of ``image`` as part of its surrounding region.
+
+    The region spans ``margin`` pixels beyond the patch on every side and must lie inside the image.
+    Returns ``(degraded, clean)``, both float32 ``size`` x ``size`` x 3 in [0, 1].
+    """
+    image = as_float_image(image)
+    height, width = image.shape[:2]
+    if top - margin < 0 or left - margin < 0 or top + size + margin > height or left + size + margin > width:
+        raise ValueError(
+            f"the {size}x{size} patch at ({top}, {left}) with a {margin}-pixel margin does not fit "
+            f"in a {height}x{width} image; keep top/left in [{margin}, size - {size + margin}]"
+        )
+    region = image[top - margin : top + size + margin, left - margin : left + size + margin]
+    degraded = degrade(region, params, rng)[margin : margin + size, margin : margin + size]
+    clean = image[top : top + size, left : left + size].astype(np.float32)
+    return np.ascontiguousarray(degraded), np.ascontiguousarray(clean)
+
+
+def blur_batch(images: torch.Tensor, sigmas: torch.Tensor | np.ndarray | list[float]) -> torch.Tensor:
+    """Blur each image of an N x 3 x H x W float tensor with its own sigma (replicated borders), on its device."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected an N x 3 x H x W tensor, got shape {tuple(images.shape)}")
+    sigmas = np.asarray(torch.as_tensor(sigmas).cpu(), dtype=np.float64).reshape(-1)
+    if sigmas.shape[0] != images.shape[0]:
+        raise ValueError(f"got {sigmas.shape[0]} sigmas for {images.shape[0]} images")
+    n, c, _, _ = images.shape
+    kernels = np.stack([gaussian_kernel_1d(float(s)) for s in sigmas])
+    kernels = torch.as_tensor(kernels, dtype=images.dtype, device=images.device)
+    kernels = kernels.repeat_interleave(c, dim=0)
+    radius = BLUR_KERNEL_SIZE // 2
+    x = images.reshape(1, n * c, *images.shape[2:])
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = F.conv2d(x, kernels.view(n * c, 1, 1, -1), groups=n * c)
+    x = F.conv2d(x, kernels.view(n * c, 1, -1, 1), groups=n * c)
+    return x.reshape(images.shape)
+
+
+def add_noise_batch(
+    images: torch.Tensor, sigmas: torch.Tensor | np.ndarray | list[float], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Add Gaussian noise with a per-image std (0..255 scale) to an N x C x H x W tensor, clipped to [0, 1]."""
+    sigmas = torch.as_tensor(sigmas, dtype=images.dtype, device=images.device).reshape(-1, 1, 1, 1)
+    if sigmas.shape[0] != images.shape[0]:
+        raise ValueError(f"got {sigmas.shape[0]} sigmas for {images.shape[0]} images")
+    noise = torch.randn(images.shape, generator=generator, dtype=images.dtype, device=images.device)
+    return (images + noise * (sigmas / 255.0)).clamp_(0.0, 1.0)

@@ -1,0 +1,9 @@
+import os
+import tempfile
+from pathlib import Path
+
+# Keep the suite away from the user's cache: frozen test sets are rebuilt in a private folder.
+os.environ["RESTORE_GYM_CACHE"] = tempfile.mkdtemp(prefix="restore-gym-test-cache-")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OFFICIAL_DIR = REPO_ROOT.parent / "shared" / "reference" / "rl-restore-official"

@@ -1,0 +1,171 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from restore_gym import degrade as dg
+from restore_gym.data import BuiltinImages
+
+
+def natural_patch(size: int = 95) -> np.ndarray:
+    image = BuiltinImages("train").images()[0][1]
+    return image[100 : 100 + size, 200 : 200 + size].astype(np.float64) / 255.0
+
+
+# The reference doc: level sum minus 2 in mild 9..11, moderate 12..17, severe 18..20, levels 1..10.
+@pytest.mark.parametrize(("difficulty", "low", "high"), [("mild", 9, 11), ("moderate", 12, 17), ("severe", 18, 20)])
+def test_allowed_triples_are_exactly_the_definition(difficulty, low, high):
+    expected = set()
+    for kb in range(1, 11):
+        for kn in range(1, 11):
+            for kj in range(1, 11):
+                if low <= kb + kn + kj - 2 <= high:
+                    expected.add((kb, kn, kj))
+    got = dg.allowed_triples(difficulty)
+    assert len(got) == len(set(got))
+    assert set(got) == expected
+    for triple in got:
+        assert set(itertools.permutations(triple)) <= set(got)
+
+
+def test_triple_counts():
+    # Compositions of s into three parts in 1..10: mild s = 11..13 gives 45 + 55 + 63; severe mirrors mild.
+    assert [len(dg.allowed_triples(d)) for d in ("mild", "moderate", "severe")] == [163, 434, 163]
+
+
+def test_sampled_values_lie_inside_their_levels():
+    rng = np.random.default_rng(0)
+    allowed = set(dg.allowed_triples("moderate"))
+    quality_grid = [100, 80, 60, 50, 40, 35, 30, 25, 20, 15, 10]
+    for _ in range(500):
+        p = dg.sample_params("moderate", rng)
+        kb, kn, kj = p.levels
+        assert p.levels in allowed
+        assert 0.5 * (kb - 1) <= p.blur_sigma <= 0.5 * kb
+        assert 5 * (kn - 1) <= p.noise_sigma <= 5 * kn
+        assert quality_grid[kj] <= p.jpeg_quality <= quality_grid[kj - 1]
+
+
+def test_triples_are_drawn_uniformly():
+    rng = np.random.default_rng(1)
+    triples = dg.allowed_triples("severe")
+    counts = dict.fromkeys(triples, 0)
+    draws = 100 * len(triples)
+    for _ in range(draws):
+        counts[dg.sample_params("severe", rng).levels] += 1
+    values = np.array(list(counts.values()))
+    assert values.min() > 50 and values.max() < 160
+    chi2 = float(((values - 100) ** 2 / 100).sum())
+    assert chi2 < 2 * len(triples)
+
+
+def test_gaussian_kernel_sum_symmetry_and_shape():
+    for sigma in (0.3, 1.0, 2.7, 5.0):
+        k = dg.gaussian_kernel(sigma)
+        assert k.shape == (21, 21)
+        assert k.sum() == pytest.approx(1.0, abs=1e-12)
+        np.testing.assert_allclose(k, k.T, atol=1e-15)
+        np.testing.assert_allclose(k, k[::-1, ::-1], atol=1e-15)
+        x, y = np.meshgrid(np.arange(-10, 11), np.arange(-10, 11))
+        fspecial = np.exp(-(x**2 + y**2) / (2 * sigma**2))
+        np.testing.assert_allclose(k, fspecial / fspecial.sum(), atol=1e-12)
+    identity = dg.gaussian_kernel(0.0)
+    assert identity[10, 10] == 1.0 and identity.sum() == 1.0
+
+
+def test_blur_matches_2d_filtering_with_replicated_borders():
+    rng = np.random.default_rng(2)
+    image = rng.random((30, 27, 3))
+    k = dg.gaussian_kernel(2.0)
+    padded = np.pad(image, ((10, 10), (10, 10), (0, 0)), mode="edge")
+    expected = np.zeros_like(image)
+    for dy in range(21):
+        for dx in range(21):
+            expected += k[dy, dx] * padded[dy : dy + 30, dx : dx + 27]
+    np.testing.assert_allclose(dg.blur(image, 2.0), expected, atol=1e-12)
+    np.testing.assert_allclose(dg.blur(np.full((20, 20, 3), 0.3), 4.0), 0.3, atol=1e-12)
+
+
+def test_noise_std_and_clipping():
+    rng = np.random.default_rng(3)
+    gray = np.full((256, 256, 3), 0.5)
+    for sigma in (5.0, 20.0, 40.0):
+        measured = (dg.add_noise(gray, sigma, rng) - 0.5).std() * 255
+        assert measured == pytest.approx(sigma, rel=0.03)
+    noisy = dg.add_noise(np.full((64, 64, 3), 0.98), 50.0, rng)
+    assert noisy.min() >= 0.0 and noisy.max() <= 1.0 and (noisy == 1.0).any()
+
+
+def test_jpeg_error_grows_as_quality_falls():
+    patch = natural_patch(128)
+    errors = [np.mean((dg.jpeg(patch, q) - patch) ** 2) for q in (95, 70, 40, 20, 10)]
+    assert all(a < b for a, b in zip(errors, errors[1:]))
+
+
+def test_same_seed_same_bytes_and_different_seed_differs():
+    image = (natural_patch(200) * 255).astype(np.uint8)
+
+    def make(seed):
+        rng = np.random.default_rng(seed)
+        return dg.degrade_patch(image, 40, 50, dg.sample_params("moderate", rng), rng)[0]
+
+    assert make(7).tobytes() == make(7).tobytes()
+    assert make(7).tobytes() != make(8).tobytes()
+
+
+def test_patch_is_degraded_inside_its_margin_not_in_isolation():
+    image = natural_patch(200)
+    params = dg.DegradationParams(levels=(6, 3, 3), blur_sigma=2.8, noise_sigma=12.0, jpeg_quality=55)
+    degraded, clean = dg.degrade_patch(image, 40, 48, params, np.random.default_rng(5))
+    region = image[40 - dg.MARGIN : 40 + 63 + dg.MARGIN, 48 - dg.MARGIN : 48 + 63 + dg.MARGIN]
+    by_hand = dg.degrade(region, params, np.random.default_rng(5))[dg.MARGIN : -dg.MARGIN, dg.MARGIN : -dg.MARGIN]
+    np.testing.assert_array_equal(degraded, by_hand)
+    np.testing.assert_array_equal(clean, image[40:103, 48:111].astype(np.float32))
+    isolated = dg.degrade(image[40:103, 48:111], params, np.random.default_rng(5))
+    assert not np.array_equal(degraded, isolated)
+    assert dg.MARGIN >= dg.BLUR_KERNEL_SIZE // 2 and dg.MARGIN % 16 == 0
+    assert degraded.dtype == np.float32 and degraded.shape == (63, 63, 3)
+
+
+def test_patch_must_fit_with_its_margin():
+    image = np.zeros((100, 100, 3), dtype=np.uint8)
+    params = dg.sample_params("mild", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="does not fit"):
+        dg.degrade_patch(image, 5, 16, params, np.random.default_rng(0))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="unknown difficulty 'hard'.*mild, moderate, severe"):
+        dg.sample_params("hard", np.random.default_rng(0))
+    with pytest.raises(TypeError, match="numpy.random.Generator.*default_rng"):
+        dg.sample_params("mild", np.random.RandomState(0))
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        dg.add_noise(np.zeros((4, 4, 3)), 5.0, 0)
+    with pytest.raises(ValueError, match="three integers"):
+        dg.params_for_levels((0, 3, 3), np.random.default_rng(0))
+    with pytest.raises(TypeError, match="float image"):
+        dg.blur(np.zeros((8, 8, 3), dtype=np.uint8), 1.0)
+    with pytest.raises(ValueError, match="H x W x 3"):
+        dg.blur(np.zeros((8, 8)), 1.0)
+
+
+def test_torch_blur_agrees_with_reference_path():
+    rng = np.random.default_rng(6)
+    images = rng.random((4, 40, 33, 3))
+    sigmas = [0.0, 0.7, 2.5, 5.0]
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    out = dg.blur_batch(batch, sigmas).permute(0, 2, 3, 1).numpy()
+    for i, sigma in enumerate(sigmas):
+        np.testing.assert_allclose(out[i], dg.blur(images[i], sigma), atol=1e-10)
+    out32 = dg.blur_batch(batch.float(), sigmas).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(out32[2], dg.blur(images[2], 2.5), atol=1e-5)
+
+
+def test_torch_noise_matches_reference_statistics():
+    gray = torch.full((3, 3, 128, 128), 0.5)
+    out = dg.add_noise_batch(gray, [0.0, 10.0, 30.0], torch.Generator().manual_seed(0))
+    stds = (out - 0.5).flatten(1).std(dim=1) * 255
+    assert stds[0] == 0.0
+    assert float(stds[1]) == pytest.approx(10.0, rel=0.03)
+    assert float(stds[2]) == pytest.approx(30.0, rel=0.03)
