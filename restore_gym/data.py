@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from restore_gym.degrade import (
@@ -92,6 +93,11 @@ def rescale(image: np.ndarray, scale: float) -> np.ndarray:
     height, width = image.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC), dtype=np.uint8)
+
+
+def to_nchw(patches: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """Stack H x W x 3 float patches into an N x 3 x H x W float32 torch tensor."""
+    return torch.from_numpy(np.stack(patches).astype(np.float32)).permute(0, 3, 1, 2).contiguous()
 
 
 @dataclass(frozen=True)

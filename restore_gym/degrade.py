@@ -50,7 +50,7 @@ class DegradationParams:
     """The sampled distortion of one patch: its level triple and the values drawn inside each level.
 
     ``noise_sigma`` is on the 0..255 scale, as in the paper; ``jpeg_quality`` is the integer quality
-    passed to the encoder.
+    passed to the encoder. Levels ``(0, 0, 0)`` mark a draw made outside the level protocol (tool training).
     """
 
     levels: tuple[int, int, int]

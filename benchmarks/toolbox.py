@@ -1,0 +1,131 @@
+"""Per-tool quality: PSNR gain of our tools and of the authors' tools on single-distortion patches.
+
+For each tool, patches of the built-in test split are distorted by that tool's family alone, with a
+value drawn uniformly in its band (degraded inside their margin, as everywhere else); the benchmark
+reports the input PSNR, the PSNR gain of our tool and of the authors' released tool on the same
+patches, and ours as a percentage of theirs. The bar: at least 90% of the authors' gain, or, where
+their tool loses PSNR on its own band (trained with extra noise and JPEG, it over-corrects clean-ish
+inputs), at least their gain. The authors' tools are read from
+``../shared/reference/rl-restore-official/toolbox`` (or ``--official``); without them only ours is
+measured. Writes ``benchmarks/results/toolbox.json`` and ``toolbox.md``.
+
+    python -m benchmarks.toolbox [--toolbox PATH] [--patches 200] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from restore_gym.data import PATCH_SIZE, BuiltinImages
+from restore_gym.degrade import DegradationParams
+from restore_gym.metrics import psnr_batch
+from restore_gym.records import provenance, write_json_atomic, write_text_atomic
+from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec
+from restore_gym.train_tools import sample_band_batch
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rl-restore-official" / "toolbox"
+
+
+def single_distortion(spec: ToolSpec, rng: np.random.Generator) -> DegradationParams:
+    """Only ``spec``'s family, drawn uniformly in its band; the other two families are off."""
+    value = float(rng.uniform(*spec.band))
+    return DegradationParams(
+        levels=(0, 0, 0),
+        blur_sigma=value if spec.family == "blur" else 0.0,
+        noise_sigma=value if spec.family == "noise" else 0.0,
+        jpeg_quality=int(round(value)) if spec.family == "jpeg" else 100,
+    )
+
+
+def band_patches(spec: ToolSpec, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` (distorted, clean) 63x63 test-split patches for ``spec``'s band, as N x 3 x 63 x 63 tensors."""
+    rng = np.random.default_rng([seed, spec.index])
+    return sample_band_batch(BuiltinImages("test"), spec, count, PATCH_SIZE, rng, draw=single_distortion)
+
+
+def tool_gain(toolbox: Toolbox, index: int, distorted: torch.Tensor, clean: torch.Tensor) -> float:
+    """Mean PSNR gain (dB) of tool ``index`` over its input, outputs unclipped as in the authors' system."""
+    with torch.inference_mode():
+        out = toolbox.run_tool(index, distorted)
+    return float((psnr_batch(out, clean) - psnr_batch(distorted, clean)).mean())
+
+
+def meets_bar(ours: float, theirs: float | None) -> bool | None:
+    """At least 90% of the authors' gain; where their tool loses PSNR on its own band, at least theirs."""
+    if theirs is None:
+        return None
+    return ours >= 0.9 * theirs if theirs > 0 else ours >= theirs
+
+
+def run(toolbox: Toolbox, official: Toolbox | None, patches: int, seed: int) -> list[dict]:
+    """One row per tool: input PSNR, our gain, the authors' gain and ours as a percentage of theirs."""
+    rows = []
+    for spec in TOOL_SPECS:
+        distorted, clean = band_patches(spec, patches, seed)
+        ours = tool_gain(toolbox, spec.index, distorted, clean)
+        theirs = tool_gain(official, spec.index, distorted, clean) if official is not None else None
+        rows.append({
+            "tool": spec.index + 1,
+            "name": spec.name,
+            "band": list(spec.band),
+            "input_psnr": float(psnr_batch(distorted, clean).mean()),
+            "ours_gain": ours,
+            "official_gain": theirs,
+            "percent_of_official": 100.0 * ours / theirs if theirs is not None and theirs > 0 else None,
+            "meets_bar": meets_bar(ours, theirs),
+        })
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a Markdown table."""
+    lines = [
+        "| tool | band | input PSNR | our gain | authors' gain | ours / theirs | bar |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        theirs = f"{r['official_gain']:+.2f} dB" if r["official_gain"] is not None else "n/a"
+        share = f"{r['percent_of_official']:.0f}%" if r["percent_of_official"] is not None else "n/a"
+        bar = {True: "met", False: "MISSED", None: "n/a"}[r["meets_bar"]]
+        band = f"{r['band'][0]:g}..{r['band'][1]:g}"
+        psnr_in, ours = f"{r['input_psnr']:.2f} dB", f"{r['ours_gain']:+.2f} dB"
+        cells = [f"{r['tool']} {r['name']}", band, psnr_in, ours, theirs, share, bar]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.toolbox", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--toolbox", help="toolbox file to measure (default: the shipped pretrained tools)")
+    parser.add_argument("--official", default=str(DEFAULT_OFFICIAL), help="the authors' toolbox folder")
+    parser.add_argument("--patches", type=int, default=200, help="patches per tool")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS), help="folder for toolbox.json and toolbox.md")
+    args = parser.parse_args(argv)
+    toolbox = Toolbox.load(args.toolbox) if args.toolbox else Toolbox.pretrained()
+    official = Toolbox.from_official(args.official) if Path(args.official).is_dir() else None
+    if official is None:
+        print(f"the authors' tools are not at {args.official}: measuring ours only")
+    rows = run(toolbox, official, args.patches, args.seed)
+    table = markdown(rows)
+    print(table)
+    out = Path(args.out)
+    write_json_atomic(out / "toolbox.json", {
+        "benchmark": "toolbox", "patches_per_tool": args.patches, "seed": args.seed,
+        "toolbox": {"file": Path(args.toolbox).name if args.toolbox else "pretrained", "version": toolbox.version,
+                    "metadata": toolbox.metadata},
+        "rows": rows, "provenance": provenance(),
+    })
+    write_text_atomic(out / "toolbox.md", table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

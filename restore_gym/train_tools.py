@@ -1,0 +1,321 @@
+"""Train the 12 tools, each on its own distortion band (the authors never released their tool training).
+
+``python -m restore_gym.train_tools --out runs/tools`` trains all twelve (or ``--tools 1,5-8``) with the
+CPU preset; ``--preset paper`` sizes the run for a GPU. Each tool learns the residual that maps a patch
+distorted inside its band back to the clean patch, under MSE. As the paper describes, slight noise and
+JPEG compression are added to all training data: a tool's own distortion is drawn uniformly in its band
+and the other two families are either slight (noise sigma in :data:`SLIGHT_NOISE`, JPEG quality in
+:data:`SLIGHT_JPEG`) or absent (no blur outside the deblurring tools).
+
+Per tool the run writes a resumable checkpoint (network, optimiser, schedule, iteration, random
+states) every ``--checkpoint-every`` iterations, its final weights, and rows of a CSV log with the
+loss and the validation PSNR gain. When every requested tool is done, ``toolbox.pt`` assembles them
+(tools not trained in this run come from ``--init``, which defaults to an untrained toolbox).
+Every file is written atomically; an interrupted run resumes where its checkpoints left it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from restore_gym.data import BuiltinImages, FolderImages, ImageSource, to_nchw
+from restore_gym.degrade import MARGIN, DegradationParams, check_generator, degrade
+from restore_gym.metrics import psnr_batch
+from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
+
+SLIGHT_NOISE: tuple[float, float] = (0.0, 2.0)
+SLIGHT_JPEG: tuple[float, float] = (90.0, 100.0)
+LOG_FIELDS = ("tool", "iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of tool training; iterations are per tool."""
+
+    small_iterations: int = 4000
+    large_iterations: int = 3000
+    batch_size: int = 64
+    patch_size: int = 41
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    final_lr: float = 1e-5
+    grad_clip: float = 0.0
+    val_patches: int = 256
+    val_patch_size: int = 63
+    eval_every: int = 500
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # About two hours for all twelve tools on 2 CPU cores.
+    "cpu": TrainConfig(),
+    # The paper's schedule in spirit: SGD from 0.1 with adjustable gradient clipping (as in VDSR),
+    # 63x63 patches, about 80 epochs of a DIV2K-sized patch set.
+    "paper": TrainConfig(
+        small_iterations=300_000,
+        large_iterations=300_000,
+        patch_size=63,
+        optimizer="sgd",
+        lr=0.1,
+        final_lr=1e-4,
+        grad_clip=0.4,
+        val_patches=1024,
+        eval_every=5000,
+        checkpoint_every=2000,
+    ),
+    # A few steps on tiny data, for tests.
+    "smoke": TrainConfig(
+        small_iterations=3, large_iterations=2, batch_size=4, patch_size=15, val_patches=4, val_patch_size=15,
+        eval_every=2, checkpoint_every=1,
+    ),
+}
+
+
+def band_params(spec: ToolSpec, rng: np.random.Generator) -> DegradationParams:
+    """Draw a distortion for tool ``spec``'s training: its own family inside its band, the others slight."""
+    check_generator(rng)
+    low, high = spec.band
+    value = float(rng.uniform(low, high))
+    blur_sigma = value if spec.family == "blur" else 0.0
+    noise_sigma = value if spec.family == "noise" else float(rng.uniform(*SLIGHT_NOISE))
+    quality = value if spec.family == "jpeg" else float(rng.uniform(*SLIGHT_JPEG))
+    # Levels (0, 0, 0): a draw outside the paper's level protocol.
+    return DegradationParams(levels=(0, 0, 0), blur_sigma=blur_sigma, noise_sigma=noise_sigma,
+                             jpeg_quality=int(round(quality)))
+
+
+def sample_band_batch(
+    source: ImageSource,
+    spec: ToolSpec,
+    batch_size: int,
+    patch_size: int,
+    rng: np.random.Generator,
+    draw: Callable[[ToolSpec, np.random.Generator], DegradationParams] = band_params,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of (distorted, clean) N x 3 x P x P float32 tensors for tool ``spec``, each patch degraded
+    inside its margin at a random scale and position of ``source`` with a distortion from ``draw``."""
+    scaled = [item for item in source.scaled_images() if min(item[2].shape[:2]) >= patch_size + 2 * MARGIN]
+    if not scaled:
+        raise ValueError(f"{source.describe()} has no image large enough for {patch_size}x{patch_size} patches")
+    areas = np.array([im.shape[0] * im.shape[1] for _, _, im in scaled], dtype=np.float64)
+    distorted, clean = [], []
+    for index in rng.choice(len(scaled), size=batch_size, p=areas / areas.sum()):
+        image = scaled[index][2]
+        top = int(rng.integers(0, image.shape[0] - patch_size - 2 * MARGIN + 1))
+        left = int(rng.integers(0, image.shape[1] - patch_size - 2 * MARGIN + 1))
+        region = image[top : top + patch_size + 2 * MARGIN, left : left + patch_size + 2 * MARGIN]
+        region = region.astype(np.float64) / 255.0
+        out = degrade(region, draw(spec, rng), rng)
+        distorted.append(out[MARGIN : MARGIN + patch_size, MARGIN : MARGIN + patch_size])
+        clean.append(region[MARGIN : MARGIN + patch_size, MARGIN : MARGIN + patch_size])
+    return to_nchw(distorted), to_nchw(clean)
+
+
+def learning_rate(config: TrainConfig, iteration: int, total: int) -> float:
+    """Cosine decay from ``config.lr`` to ``config.final_lr`` over ``total`` iterations."""
+    progress = min(1.0, iteration / max(1, total))
+    return config.final_lr + 0.5 * (config.lr - config.final_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimiser named by ``config.optimizer`` ("adam" or "sgd" with momentum 0.9)."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=1e-4)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam or sgd")
+
+
+@torch.no_grad()
+def validation_gain(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> tuple:
+    """Mean PSNR of the distorted inputs and of the tool's (unclipped) outputs on a fixed validation batch."""
+    model.eval()
+    distorted, clean = (t.to(device) for t in batch)
+    out = torch.cat([model(chunk) for chunk in distorted.split(64)])
+    model.train()
+    before = float(psnr_batch(distorted, clean).mean())
+    after = float(psnr_batch(out, clean).mean())
+    return before, after
+
+
+def _append_log(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def train_tool(
+    spec: ToolSpec,
+    source: ImageSource,
+    val_source: ImageSource,
+    out_dir: Path,
+    config: TrainConfig,
+    device: torch.device,
+    progress: bool = True,
+) -> nn.Module:
+    """Train (or resume, or load if finished) one tool; returns the trained module on ``device``."""
+    tag = f"tool{spec.index + 1:02d}"
+    final_path, ckpt_path = out_dir / f"{tag}.pt", out_dir / f"{tag}.ckpt.pt"
+    torch.manual_seed(config.seed * 1000 + spec.index)
+    model = build_tool(spec).to(device)
+    if final_path.exists():
+        model.load_state_dict(torch.load(final_path, map_location=device, weights_only=True))
+        return model
+    total = config.small_iterations if spec.size == "small" else config.large_iterations
+    optimizer = make_optimizer(config, model)
+    rng = np.random.default_rng([config.seed, spec.index])
+    start = 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        start = state["iteration"]
+    val_rng = np.random.default_rng([config.seed, spec.index, 999])
+    val_batch = sample_band_batch(val_source, spec, config.val_patches, config.val_patch_size, val_rng)
+    log_path = out_dir / "train_log.csv"
+    began = time.perf_counter()
+    bar = tqdm(range(start, total), initial=start, total=total, desc=f"{tag} {spec.name}", disable=not progress)
+    for iteration in bar:
+        lr = learning_rate(config, iteration, total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        distorted, clean = (t.to(device) for t in sample_band_batch(source, spec, config.batch_size,
+                                                                      config.patch_size, rng))
+        loss = nn.functional.mse_loss(model(distorted), clean)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"{tag}: the loss became {loss_value} at iteration {iteration}; "
+                                     f"lower the learning rate (now {lr:g}) or enable --grad-clip")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip / lr)
+        optimizer.step()
+        done = iteration + 1
+        if done % config.eval_every == 0 or done == total:
+            before, after = validation_gain(model, val_batch, device)
+            bar.set_postfix(loss=f"{loss_value:.5f}", gain=f"{after - before:+.2f} dB")
+            _append_log(log_path, {
+                "tool": spec.index + 1, "iteration": done, "loss": f"{loss_value:.6f}", "lr": f"{lr:.3g}",
+                "val_psnr_in": f"{before:.4f}", "val_psnr_out": f"{after:.4f}", "val_gain": f"{after - before:.4f}",
+                "seconds": f"{time.perf_counter() - began:.1f}",
+            })
+        if done % config.checkpoint_every == 0 and done < total:
+            atomic_torch_save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": done,
+                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            }, ckpt_path)
+    atomic_torch_save(model.state_dict(), final_path)
+    ckpt_path.unlink(missing_ok=True)
+    return model
+
+
+def parse_tool_list(text: str) -> list[int]:
+    """Parse ``"1,3,5-8"`` (1-based, as in the paper) into sorted 0-based tool indices."""
+    indices: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            low, _, high = part.partition("-")
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise ValueError(f"cannot read tool list {text!r}; write numbers 1..12 and ranges, e.g. 1,5-8") from None
+        if not 1 <= first <= last <= len(TOOL_SPECS):
+            raise ValueError(f"tool range {part!r} is outside 1..{len(TOOL_SPECS)}")
+        indices.update(range(first - 1, last))
+    return sorted(indices)
+
+
+def make_source(spec: str, split: str) -> ImageSource:
+    """``builtin`` (the built-in train split; its validation comes from the same images) or a folder path."""
+    if spec == "builtin":
+        return BuiltinImages("train")
+    return FolderImages(spec, split)
+
+
+def train_toolbox(
+    out_dir: str | os.PathLike,
+    tools: Sequence[int] | None = None,
+    source: str = "builtin",
+    config: TrainConfig = PRESETS["cpu"],
+    device: str = "cpu",
+    init: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train the tools ``tools`` (0-based; default all) and write ``out_dir/toolbox.pt``; returns its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tools = list(range(len(TOOL_SPECS))) if tools is None else list(tools)
+    torch_device = torch.device(device)
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
+    train_source, val_source = make_source(source, "train"), make_source(source, "test")
+    (out / "config.json").write_text(json.dumps({"config": asdict(config), "source": source, "tools": tools}, indent=2))
+    toolbox = Toolbox.load(init) if init else Toolbox()
+    for index in tools:
+        trained = train_tool(TOOL_SPECS[index], train_source, val_source, out, config, torch_device, progress)
+        toolbox.tools[index].load_state_dict(trained.state_dict())
+    toolbox.metadata = {
+        "trained_by": "restore_gym.train_tools",
+        "source": source if source == "builtin" else Path(source).name,
+        "config": asdict(config),
+        "tools_trained": [i + 1 for i in tools],
+    }
+    path = out / "toolbox.pt"
+    toolbox.save(path)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of the tool training."""
+    parser = argparse.ArgumentParser(prog="python -m restore_gym.train_tools", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="output folder (checkpoints, log, weights)")
+    parser.add_argument("--tools", default="1-12", help="1-based tools to train, e.g. 1,5-8 (default all)")
+    parser.add_argument("--source", default="builtin",
+                        help="'builtin' or a folder of clean images, e.g. the corpus of restore_gym.corpus")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--init", help="toolbox file whose tools fill those not trained here")
+    for name in ("small_iterations", "large_iterations", "batch_size", "patch_size", "seed"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    config = replace(PRESETS[args.preset], **overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        tools = parse_tool_list(args.tools)
+    except ValueError as error:
+        parser.error(str(error))
+    path = train_toolbox(args.out, tools, args.source, config, args.device, args.init, not args.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

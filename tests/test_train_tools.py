@@ -1,0 +1,88 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from restore_gym import train_tools as tt
+from restore_gym.data import BuiltinImages
+from restore_gym.toolbox import TOOL_SPECS, Toolbox
+
+
+def test_band_params_stay_in_band_and_add_slight_distortions():
+    rng = np.random.default_rng(0)
+    for spec in TOOL_SPECS:
+        for _ in range(50):
+            p = tt.band_params(spec, rng)
+            value = {"blur": p.blur_sigma, "noise": p.noise_sigma, "jpeg": p.jpeg_quality}[spec.family]
+            low, high = spec.band
+            assert round(low) <= value <= round(high) if spec.family == "jpeg" else low <= value <= high
+            if spec.family != "blur":
+                assert p.blur_sigma == 0.0
+            if spec.family != "noise":
+                assert tt.SLIGHT_NOISE[0] <= p.noise_sigma <= tt.SLIGHT_NOISE[1]
+            if spec.family != "jpeg":
+                assert tt.SLIGHT_JPEG[0] <= p.jpeg_quality <= tt.SLIGHT_JPEG[1]
+
+
+def test_band_batch_shapes_and_distortion_strength():
+    source = BuiltinImages("train")
+    rng = np.random.default_rng(1)
+    mild_noise, strong_noise = TOOL_SPECS[4], TOOL_SPECS[7]
+    d1, c1 = tt.sample_band_batch(source, mild_noise, 16, 31, rng)
+    d2, c2 = tt.sample_band_batch(source, strong_noise, 16, 31, rng)
+    assert d1.shape == c1.shape == (16, 3, 31, 31) and d1.dtype == torch.float32
+    assert ((d1 - c1) ** 2).mean() < ((d2 - c2) ** 2).mean()
+
+
+def test_parse_tool_list():
+    assert tt.parse_tool_list("1,5-8") == [0, 4, 5, 6, 7]
+    assert tt.parse_tool_list("1-12") == list(range(12))
+    for bad in ("0", "13", "3-1", "x"):
+        with pytest.raises(ValueError):
+            tt.parse_tool_list(bad)
+
+
+def test_learning_rate_schedule():
+    config = tt.PRESETS["cpu"]
+    assert tt.learning_rate(config, 0, 100) == pytest.approx(config.lr)
+    assert tt.learning_rate(config, 100, 100) == pytest.approx(config.final_lr)
+
+
+def test_training_runs_logs_resumes_and_assembles(tmp_path):
+    config = tt.PRESETS["smoke"]
+    path = tt.train_toolbox(tmp_path, [0, 2], "builtin", config, progress=False)
+    toolbox = Toolbox.load(path)
+    assert toolbox.metadata["tools_trained"] == [1, 3]
+    rows = list(csv.DictReader((tmp_path / "train_log.csv").open()))
+    assert {int(r["tool"]) for r in rows} == {1, 3}
+    assert all(np.isfinite(float(r["val_gain"])) for r in rows)
+    assert not list(tmp_path.glob("*.ckpt.pt")) and not list(tmp_path.glob("*.tmp"))
+    untrained = Toolbox()
+    for i in (0, 2):
+        trained = dict(toolbox.tools[i].named_parameters())
+        assert any(not torch.equal(p, trained[n]) for n, p in untrained.tools[i].named_parameters())
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, monkeypatch):
+    config = tt.PRESETS["smoke"]
+    spec, source, cpu = TOOL_SPECS[0], BuiltinImages("train"), torch.device("cpu")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "cut").mkdir()
+    full = tt.train_tool(spec, source, source, tmp_path / "full", config, cpu, progress=False)
+
+    real_save = tt.atomic_torch_save
+
+    def crash_at_the_end(obj, path):
+        if not str(path).endswith(".ckpt.pt"):
+            raise KeyboardInterrupt
+        real_save(obj, path)
+
+    monkeypatch.setattr(tt, "atomic_torch_save", crash_at_the_end)
+    with pytest.raises(KeyboardInterrupt):
+        tt.train_tool(spec, source, source, tmp_path / "cut", config, cpu, progress=False)
+    assert (tmp_path / "cut" / "tool01.ckpt.pt").exists()
+    monkeypatch.setattr(tt, "atomic_torch_save", real_save)
+    resumed = tt.train_tool(spec, source, source, tmp_path / "cut", config, cpu, progress=False)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
