@@ -18,6 +18,7 @@ agrees with the reference path.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 from dataclasses import asdict, dataclass
@@ -82,7 +83,12 @@ def check_generator(rng: object) -> np.random.Generator:
 
 def allowed_triples(difficulty: str) -> tuple[tuple[int, int, int], ...]:
     """All level triples ``(k_blur, k_noise, k_jpeg)``, each level in 1..10, allowed at ``difficulty``."""
-    low, high = LEVEL_SUM_RANGES[check_difficulty(difficulty)]
+    return _allowed_triples(check_difficulty(difficulty))
+
+
+@functools.cache
+def _allowed_triples(difficulty: str) -> tuple[tuple[int, int, int], ...]:
+    low, high = LEVEL_SUM_RANGES[difficulty]
     levels = range(1, NUM_LEVELS + 1)
     return tuple(t for t in itertools.product(levels, repeat=3) if low <= sum(t) - 2 <= high)
 
@@ -157,7 +163,7 @@ def add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
     """Add Gaussian noise of std ``sigma`` (0..255 scale) to a float image and clip to [0, 1]."""
     image = _check_image(image)
     check_generator(rng)
-    noise = rng.standard_normal(image.shape) * (sigma / 255.0)
+    noise = rng.standard_normal(image.shape, dtype=np.float32) * (sigma / 255.0)
     return np.clip(image + noise, 0.0, 1.0)
 
 
@@ -213,16 +219,18 @@ def degrade_patch(
     The region spans ``margin`` pixels beyond the patch on every side and must lie inside the image.
     Returns ``(degraded, clean)``, both float32 ``size`` x ``size`` x 3 in [0, 1].
     """
-    image = as_float_image(image)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
     height, width = image.shape[:2]
     if top - margin < 0 or left - margin < 0 or top + size + margin > height or left + size + margin > width:
         raise ValueError(
             f"the {size}x{size} patch at ({top}, {left}) with a {margin}-pixel margin does not fit "
             f"in a {height}x{width} image; keep top/left in [{margin}, size - {size + margin}]"
         )
-    region = image[top - margin : top + size + margin, left - margin : left + size + margin]
+    region = as_float_image(image[top - margin : top + size + margin, left - margin : left + size + margin])
     degraded = degrade(region, params, rng)[margin : margin + size, margin : margin + size]
-    clean = image[top : top + size, left : left + size].astype(np.float32)
+    clean = region[margin : margin + size, margin : margin + size].astype(np.float32)
     return np.ascontiguousarray(degraded), np.ascontiguousarray(clean)
 
 

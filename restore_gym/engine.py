@@ -1,0 +1,238 @@
+"""The restoration MDP of RL-Restore for N episodes in lockstep, shared by the single and vector environments.
+
+Each episode holds a degraded 63x63 patch, its clean original and the current image. An action 0..11
+applies tool 1..12 to the current image, action 12 stops. Reward = PSNR after the step minus PSNR
+before it (0 for stop). An episode ends (``terminated``) on stop, after the third tool, and, when
+``end_on_psnr_drop`` is set (the paper's training setting), as soon as its PSNR falls below the input's.
+
+All images of the batch live in one tensor on one device; per step, each chosen tool runs once on the
+sub-batch that chose it (:meth:`Toolbox.apply`). The image state stays float32 and unclipped between
+steps, as in the authors' system, unless ``quantize`` rounds it to 8 bits after every tool.
+
+Finished episodes are reported to listeners (:class:`EpisodeReport`): the joint training of the tools
+subscribes there. The toolbox is shared by reference, never copied, and nothing computed by the tools
+is cached across steps, so tools updated in place act from the next step on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from restore_gym.data import (
+    BuiltinImages,
+    DegradedPatch,
+    FolderImages,
+    ImageSource,
+    TestSet,
+    build_test_set,
+    load_test_set,
+    to_nchw,
+)
+from restore_gym.degrade import PATCH_SIZE, DegradationParams, check_difficulty
+from restore_gym.metrics import psnr_batch
+from restore_gym.toolbox import NUM_TOOLS, Toolbox
+
+STOP = NUM_TOOLS
+NUM_ACTIONS = NUM_TOOLS + 1
+MAX_TOOLS = 3
+STATE_RANGE: tuple[float, float] = (-0.5, 1.5)
+
+
+@dataclass(frozen=True)
+class EpisodeReport:
+    """A finished episode: its degraded input and clean target (3 x 63 x 63 float32, on the CPU) and the
+    0-based tool ids it applied, in order, with the toolbox version that applied them."""
+
+    degraded: torch.Tensor
+    clean: torch.Tensor
+    chain: tuple[int, ...]
+    toolbox_version: int
+
+
+EpisodeListener = Callable[[list[EpisodeReport]], None]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device; a RuntimeError (no silent fallback) if it is not available here."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from error
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} was asked for, but torch sees no CUDA device; pass device='cpu'")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} GPU(s)")
+    elif resolved.type != "cpu":
+        raise ValueError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+    return resolved
+
+
+def resolve_source(source: str | ImageSource, split: str) -> ImageSource:
+    """``"builtin"``, a folder path, or an :class:`ImageSource` (whose split must then match ``split``)."""
+    if isinstance(source, ImageSource):
+        if source.split != split:
+            raise ValueError(f"the image source is the {source.split!r} split but the environment's split is {split!r}")
+        return source
+    if not isinstance(source, str):
+        raise TypeError(f"source must be 'builtin', a folder path or an ImageSource, got {type(source).__name__}")
+    return BuiltinImages(split) if source == "builtin" else FolderImages(source, split)
+
+
+class PatchSupply:
+    """Where episodes get their patches: fresh random draws (train) or a frozen test set walked in order."""
+
+    def __init__(self, source: str | ImageSource, split: str, difficulty: str) -> None:
+        self.difficulty = check_difficulty(difficulty)
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown split {split!r}; choose 'train' (random patches) or 'test' (frozen test set)")
+        self.split = split
+        self.test_set: TestSet | None = None
+        self.source: ImageSource | None = None
+        if split == "test":
+            if isinstance(source, str) and source == "builtin":
+                self.test_set = load_test_set(difficulty)
+            else:
+                self.test_set = build_test_set(difficulty, resolve_source(source, "test"))
+        else:
+            self.source = resolve_source(source, "train")
+            self.source.scaled_images()
+
+    def draw(self, rng: np.random.Generator, test_index: int) -> DegradedPatch:
+        """A patch: from the test set at ``test_index`` (modulo its length), else a fresh draw from ``rng``."""
+        if self.test_set is not None:
+            i = test_index % len(self.test_set)
+            return DegradedPatch(self.test_set.degraded[i], self.test_set.clean[i], self.test_set.params[i],
+                                 *self.test_set.sources[i])
+        return self.source.sample_patch(self.difficulty, rng)
+
+
+def patch_from_options(options: dict) -> DegradedPatch:
+    """A patch given by ``reset(options={"degraded": ..., "clean": ...})`` (H x W x 3 floats in [0, 1])."""
+    unknown = set(options) - {"degraded", "clean", "reset_mask"}
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {sorted(unknown)}; expected 'degraded' and 'clean'")
+    if ("degraded" in options) != ("clean" in options):
+        raise ValueError("reset options must give both 'degraded' and 'clean' patches, or neither")
+    pair = []
+    for key in ("degraded", "clean"):
+        array = np.asarray(options[key])
+        if array.dtype == np.uint8:
+            array = array.astype(np.float32) / 255.0
+        if array.shape != (PATCH_SIZE, PATCH_SIZE, 3) or not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"reset option {key!r} must be a {PATCH_SIZE} x {PATCH_SIZE} x 3 float array in "
+                             f"[0, 1] (or uint8), got shape {array.shape} and dtype {array.dtype}")
+        if array.min() < 0.0 or array.max() > 1.0:
+            raise ValueError(f"reset option {key!r} has values outside [0, 1]")
+        pair.append(array.astype(np.float32))
+    nan = float("nan")
+    return DegradedPatch(pair[0], pair[1], DegradationParams((0, 0, 0), nan, nan, 0), "user", 1.0, 0, 0)
+
+
+class PatchBatch:
+    """N restoration episodes in lockstep on one device (see the module docstring)."""
+
+    def __init__(
+        self,
+        num: int,
+        toolbox: Toolbox,
+        device: torch.device,
+        end_on_psnr_drop: bool = True,
+        quantize: bool = False,
+    ) -> None:
+        self.num = num
+        self.toolbox = toolbox
+        self.device = device
+        self.end_on_psnr_drop = end_on_psnr_drop
+        self.quantize = quantize
+        shape = (num, 3, PATCH_SIZE, PATCH_SIZE)
+        self.images = torch.zeros(shape, device=device)
+        self.inputs = torch.zeros(shape, device=device)
+        self.clean = torch.zeros(shape, device=device)
+        self.psnr_input = np.zeros(num)
+        self.psnr_now = np.zeros(num)
+        self.steps = np.zeros(num, dtype=np.int64)
+        self.previous = np.full(num, -1, dtype=np.int64)
+        self.chains: list[list[int]] = [[] for _ in range(num)]
+        self.patches: list[DegradedPatch | None] = [None] * num
+        self.listeners: list[EpisodeListener] = []
+
+    @torch.inference_mode()
+    def load(self, rows: np.ndarray, patches: list[DegradedPatch]) -> None:
+        """Start new episodes in ``rows`` from ``patches``."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        degraded = to_nchw([p.degraded for p in patches]).to(self.device)
+        clean = to_nchw([p.clean for p in patches]).to(self.device)
+        self.images[rows] = degraded
+        self.inputs[rows] = degraded
+        self.clean[rows] = clean
+        psnr = psnr_batch(degraded, clean).cpu().numpy().astype(np.float64)
+        for k, row in enumerate(rows.tolist()):
+            self.psnr_input[row] = self.psnr_now[row] = psnr[k]
+            self.steps[row] = 0
+            self.previous[row] = -1
+            self.chains[row] = []
+            self.patches[row] = patches[k]
+
+    @torch.inference_mode()
+    def step(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Apply ``actions`` to the episodes in ``rows``; returns their rewards and ``terminated`` flags."""
+        rewards = np.zeros(len(rows), dtype=np.float64)
+        use_tool = actions != STOP
+        if use_tool.any():
+            tool_rows, tools = rows[use_tool], actions[use_tool]
+            index = torch.as_tensor(tool_rows, dtype=torch.long, device=self.device)
+            out = self.toolbox(self.images.index_select(0, index), tools).clamp_(*STATE_RANGE)
+            if self.quantize:
+                out = out.mul_(255.0).round_().div_(255.0)
+            self.images.index_copy_(0, index, out)
+            psnr = psnr_batch(out, self.clean.index_select(0, index)).cpu().numpy().astype(np.float64)
+            rewards[use_tool] = psnr - self.psnr_now[tool_rows]
+            self.psnr_now[tool_rows] = psnr
+            self.steps[tool_rows] += 1
+            self.previous[tool_rows] = tools
+            for row, tool in zip(tool_rows.tolist(), tools.tolist()):
+                self.chains[row].append(tool)
+        terminated = ~use_tool | (self.steps[rows] >= MAX_TOOLS)
+        if self.end_on_psnr_drop:
+            terminated |= self.psnr_now[rows] < self.psnr_input[rows]
+        if self.listeners and terminated.any():
+            self._report(rows[terminated])
+        return rewards, terminated
+
+    def _report(self, rows: np.ndarray) -> None:
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        degraded, clean = self.inputs.index_select(0, index).cpu(), self.clean.index_select(0, index).cpu()
+        version = self.toolbox.version
+        reports = [EpisodeReport(degraded[k], clean[k], tuple(self.chains[row]), version)
+                   for k, row in enumerate(rows.tolist())]
+        for listener in self.listeners:
+            listener(reports)
+
+    def info(self, row: int) -> dict:
+        """What ``info`` carries for episode ``row``: PSNR now and at the start, the toolchain, the degradation."""
+        patch = self.patches[row]
+        return {
+            "psnr": float(self.psnr_now[row]),
+            "psnr_input": float(self.psnr_input[row]),
+            "toolchain": list(self.chains[row]),
+            "degradation": patch.params.as_dict(),
+            "patch_source": {"image": patch.image_id, "scale": patch.scale, "top": patch.top, "left": patch.left},
+        }
+
+
+def check_actions(actions: object, num: int) -> np.ndarray:
+    """Validate a batch of ``num`` actions (integers 0..12); returns an int64 array."""
+    array = np.asarray(actions)
+    if array.dtype == bool or array.dtype.kind not in "iu":
+        raise TypeError(f"actions must be integers 0..{STOP} (0..11 apply tools 1..12, {STOP} stops), "
+                        f"got {actions!r} of dtype {array.dtype}")
+    if array.shape != (num,):
+        raise ValueError(f"expected {num} action(s) of shape ({num},), got shape {array.shape}")
+    if ((array < 0) | (array > STOP)).any():
+        raise ValueError(f"actions must lie in 0..{STOP} (0..11 apply tools 1..12, {STOP} stops), got {array.tolist()}")
+    return array.astype(np.int64)

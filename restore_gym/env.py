@@ -1,0 +1,192 @@
+"""``RLRestore-v0``: the restoration MDP of RL-Restore as a Gymnasium environment (see :mod:`restore_gym.engine`).
+
+Actions: ``Discrete(13)``; 0..11 apply tools 1..12, 12 stops. At most 3 tools per episode. Every end
+of an episode belongs to the MDP and is reported as ``terminated``; ``truncated`` is always False.
+
+Observations (``observation=``):
+
+- ``"dict"`` (default): ``{"image": float32 3 x 63 x 63 in [-0.5, 1.5], "previous_tool": float32 one-hot of
+  the last tool (12; all zero at the first step), "step": Discrete(4)}``, what the paper's agent sees.
+  SB3: ``MultiInputPolicy``.
+- ``"uint8"``: the same dict with the image as uint8 63 x 63 x 3 (HWC, rounded and clipped to 8 bits),
+  so SB3's ``MultiInputPolicy`` puts its NatureCNN on it.
+- ``"image"``: one uint8 63 x 63 x 5 image (HWC): RGB, then a plane holding the previous tool
+  (``round(255 * (tool + 1) / 12)``, 0 before the first tool) and one holding the step (``85 * step``).
+  SB3: ``CnnPolicy``.
+
+``info`` carries ``psnr`` (now), ``psnr_input``, ``toolchain`` (0-based tool ids so far), ``degradation``
+(blur sigma, noise sigma, JPEG quality, level triple) and ``patch_source``.
+
+``split="train"`` draws a fresh degraded patch from the image source at every reset (seeded through
+``np_random``); ``split="test"`` walks the frozen test set of the difficulty in order (``reset(seed=...)``
+restarts the walk, ``options={"test_index": k}`` jumps to patch k) and by default does not end on a PSNR
+drop, as the authors evaluated. ``options={"degraded": ..., "clean": ...}`` restores a given pair.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from restore_gym.data import ImageSource
+from restore_gym.degrade import PATCH_SIZE
+from restore_gym.engine import (
+    MAX_TOOLS,
+    NUM_ACTIONS,
+    STATE_RANGE,
+    PatchBatch,
+    PatchSupply,
+    check_actions,
+    patch_from_options,
+    resolve_device,
+)
+from restore_gym.toolbox import NUM_TOOLS, Toolbox
+
+OBSERVATION_MODES: tuple[str, ...] = ("dict", "uint8", "image")
+RENDER_SCALE = 4
+_PRETRAINED: dict[torch.device, Toolbox] = {}
+
+
+def shared_pretrained_toolbox(device: torch.device) -> Toolbox:
+    """The shipped toolbox on ``device``, loaded once per process and shared by every environment using it."""
+    if device not in _PRETRAINED:
+        _PRETRAINED[device] = Toolbox.pretrained(map_location=device)
+    return _PRETRAINED[device]
+
+
+def observation_space(mode: str) -> spaces.Space:
+    """The observation space of observation mode ``mode`` (see the module docstring)."""
+    previous = spaces.Box(0.0, 1.0, (NUM_TOOLS,), np.float32)
+    step = spaces.Discrete(MAX_TOOLS + 1)
+    if mode == "dict":
+        image = spaces.Box(*STATE_RANGE, (3, PATCH_SIZE, PATCH_SIZE), np.float32)
+        return spaces.Dict({"image": image, "previous_tool": previous, "step": step})
+    if mode == "uint8":
+        image = spaces.Box(0, 255, (PATCH_SIZE, PATCH_SIZE, 3), np.uint8)
+        return spaces.Dict({"image": image, "previous_tool": previous, "step": step})
+    if mode == "image":
+        return spaces.Box(0, 255, (PATCH_SIZE, PATCH_SIZE, 5), np.uint8)
+    raise ValueError(f"unknown observation mode {mode!r}; choose one of {', '.join(OBSERVATION_MODES)}")
+
+
+def _to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
+    return images.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def observe(batch: PatchBatch, mode: str) -> dict[str, np.ndarray] | np.ndarray:
+    """The batched observation of every episode of ``batch`` (leading dimension N)."""
+    steps = batch.steps.copy()
+    if mode == "image":
+        frames = np.empty((batch.num, PATCH_SIZE, PATCH_SIZE, 5), dtype=np.uint8)
+        frames[..., :3] = _to_uint8_hwc(batch.images)
+        frames[..., 3] = np.round(255.0 * (batch.previous + 1) / NUM_TOOLS).astype(np.uint8)[:, None, None]
+        frames[..., 4] = (85 * steps).astype(np.uint8)[:, None, None]
+        return frames
+    previous = np.zeros((batch.num, NUM_TOOLS), dtype=np.float32)
+    used = batch.previous >= 0
+    previous[np.nonzero(used)[0], batch.previous[used]] = 1.0
+    image = batch.images.to("cpu", copy=True).numpy() if mode == "dict" else _to_uint8_hwc(batch.images)
+    return {"image": image, "previous_tool": previous, "step": steps}
+
+
+def render_batch_row(batch: PatchBatch, row: int) -> np.ndarray:
+    """Input, current and clean image of episode ``row`` side by side, uint8 RGB, scaled up 4x."""
+    strip = torch.cat([batch.inputs[row], batch.images[row], batch.clean[row]], dim=2).unsqueeze(0)
+    frame = _to_uint8_hwc(strip)[0]
+    return frame.repeat(RENDER_SCALE, axis=0).repeat(RENDER_SCALE, axis=1)
+
+
+class RLRestoreEnv(gym.Env):
+    """One RL-Restore episode at a time; see the module docstring for spaces, ends and options.
+
+    Args:
+        difficulty: "mild", "moderate" (default; the paper trains on it) or "severe".
+        split: "train" (fresh random patches) or "test" (the frozen test set, in order).
+        source: "builtin" (scikit-image's photos), a folder of images, or an ImageSource.
+        toolbox: the tools; default the shipped pretrained toolbox (shared by all environments of the process).
+        device: "cpu", "cuda" or "cuda:N"; an unavailable device is an error, never a silent fallback.
+        observation: "dict", "uint8" or "image".
+        end_on_psnr_drop: end an episode when its PSNR falls below the input's (default: on for train only).
+        quantize: round the image state to 8 bits after every tool (default off: float32 as the paper).
+        render_mode: None or "rgb_array".
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+
+    def __init__(
+        self,
+        difficulty: str = "moderate",
+        split: str = "train",
+        source: str | ImageSource = "builtin",
+        toolbox: Toolbox | None = None,
+        device: str | torch.device = "cpu",
+        observation: str = "dict",
+        end_on_psnr_drop: bool | None = None,
+        quantize: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
+        self.observation_space = observation_space(observation)
+        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"unknown render_mode {render_mode!r}; choose None or 'rgb_array'")
+        self.render_mode = render_mode
+        self.observation_mode = observation
+        self.supply = PatchSupply(source, split, difficulty)
+        self.device = resolve_device(device)
+        self.toolbox = toolbox.to(self.device) if toolbox is not None else shared_pretrained_toolbox(self.device)
+        drop = split == "train" if end_on_psnr_drop is None else bool(end_on_psnr_drop)
+        self.batch = PatchBatch(1, self.toolbox, self.device, end_on_psnr_drop=drop, quantize=quantize)
+        self._row = np.zeros(1, dtype=np.int64)
+        self._test_index = 0
+        self._ended = True
+
+    @property
+    def difficulty(self) -> str:
+        return self.supply.difficulty
+
+    def add_episode_listener(self, listener) -> None:
+        """Call ``listener(reports)`` with a list of :class:`EpisodeReport` whenever an episode ends."""
+        self.batch.listeners.append(listener)
+
+    def _observation(self) -> Any:
+        obs = observe(self.batch, self.observation_mode)
+        if isinstance(obs, np.ndarray):
+            return obs[0]
+        return {"image": obs["image"][0], "previous_tool": obs["previous_tool"][0], "step": int(obs["step"][0])}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        if seed is not None:
+            self._test_index = 0
+        if "test_index" in options:
+            if self.supply.test_set is None:
+                raise ValueError("the 'test_index' reset option needs split='test'")
+            self._test_index = int(options.pop("test_index"))
+        if options:
+            patch = patch_from_options(options)
+        else:
+            patch = self.supply.draw(self.np_random, self._test_index)
+            self._test_index += self.supply.test_set is not None
+        self.batch.load(self._row, [patch])
+        self._ended = False
+        return self._observation(), self.batch.info(0)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        if self._ended:
+            raise RuntimeError("step() was called on an episode that has ended; call reset() first")
+        if np.ndim(action) != 0:
+            raise ValueError(f"action must be a single integer 0..{NUM_ACTIONS - 1}, got shape {np.shape(action)}")
+        actions = check_actions(np.asarray(action).reshape(1), 1)
+        rewards, terminated = self.batch.step(self._row, actions)
+        self._ended = bool(terminated[0])
+        return self._observation(), float(rewards[0]), self._ended, False, self.batch.info(0)
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return render_batch_row(self.batch, 0)

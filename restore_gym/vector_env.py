@@ -1,0 +1,146 @@
+"""A batched ``gymnasium.vector.VectorEnv`` of RL-Restore: N episodes in one tensor on the CPU or a GPU.
+
+``gym.make_vec("RLRestore-v0", num_envs=N, device="cuda")`` builds it. Every sub-environment keeps its
+image in one N x 3 x 63 x 63 tensor; per step each chosen tool runs once on the sub-batch that chose it.
+Autoreset follows Gymnasium's default (``AutoresetMode.NEXT_STEP``): the step after an episode ends
+resets that sub-environment, ignoring its action, with reward 0. ``reset(options={"reset_mask": m})``
+resets only the masked sub-environments. Sub-environment ``i`` draws its patches from its own generator,
+seeded ``seed + i`` (or the i-th of a list of seeds), so it replays exactly the episodes of a single
+``RLRestore-v0`` reset with that seed. In ``split="test"`` mode sub-environment ``i`` walks the test set
+patches ``i, i + N, i + 2N, ...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from restore_gym.data import ImageSource
+from restore_gym.engine import NUM_ACTIONS, PatchBatch, PatchSupply, check_actions, resolve_device
+from restore_gym.env import observation_space, observe, render_batch_row, shared_pretrained_toolbox
+from restore_gym.toolbox import Toolbox
+
+
+class RLRestoreVectorEnv(VectorEnv):
+    """N RL-Restore episodes in lockstep; the arguments are those of :class:`RLRestoreEnv` plus ``num_envs``."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        difficulty: str = "moderate",
+        split: str = "train",
+        source: str | ImageSource = "builtin",
+        toolbox: Toolbox | None = None,
+        device: str | torch.device = "cpu",
+        observation: str = "dict",
+        end_on_psnr_drop: bool | None = None,
+        quantize: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"unknown render_mode {render_mode!r}; choose None or 'rgb_array'")
+        self.num_envs = int(num_envs)
+        self.render_mode = render_mode
+        self.observation_mode = observation
+        self.single_observation_space = observation_space(observation)
+        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.supply = PatchSupply(source, split, difficulty)
+        self.device = resolve_device(device)
+        self.toolbox = toolbox.to(self.device) if toolbox is not None else shared_pretrained_toolbox(self.device)
+        drop = split == "train" if end_on_psnr_drop is None else bool(end_on_psnr_drop)
+        self.batch = PatchBatch(self.num_envs, self.toolbox, self.device, end_on_psnr_drop=drop, quantize=quantize)
+        self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
+        self._test_index = np.arange(self.num_envs)
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._started = False
+
+    @property
+    def difficulty(self) -> str:
+        return self.supply.difficulty
+
+    def add_episode_listener(self, listener) -> None:
+        """Call ``listener(reports)`` with the list of :class:`EpisodeReport` of the episodes ending in a step."""
+        self.batch.listeners.append(listener)
+
+    def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
+        if seed is None or isinstance(seed, (int, np.integer)):
+            return [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        seeds = list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} sub-environments")
+        return seeds
+
+    def _start(self, rows: np.ndarray) -> None:
+        patches = []
+        for row in rows.tolist():
+            patches.append(self.supply.draw(self._rngs[row], int(self._test_index[row])))
+            if self.supply.test_set is not None:
+                self._test_index[row] += self.num_envs
+        self.batch.load(rows, patches)
+
+    def _infos(self) -> dict[str, Any]:
+        everyone = np.ones(self.num_envs, dtype=bool)
+        chains = np.empty(self.num_envs, dtype=object)
+        chains[:] = [list(chain) for chain in self.batch.chains]
+        return {
+            "psnr": self.batch.psnr_now.copy(), "_psnr": everyone,
+            "psnr_input": self.batch.psnr_input.copy(), "_psnr_input": everyone,
+            "toolchain": chains, "_toolchain": everyone,
+        }
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset all sub-environments, or those of ``options["reset_mask"]``; see the module docstring for seeds."""
+        options = dict(options or {})
+        mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)))
+        if options:
+            raise ValueError(f"unknown reset option(s) {sorted(options)}; the vector environment takes 'reset_mask'")
+        if mask.dtype != bool or mask.shape != (self.num_envs,):
+            raise ValueError(f"reset_mask must be a boolean array of shape ({self.num_envs},), got {mask!r}")
+        if not self._started and not mask.all():
+            raise RuntimeError("the first reset must reset every sub-environment (no reset_mask)")
+        for row, s in enumerate(self._seeds(seed)):
+            if mask[row] and s is not None:
+                self._rngs[row] = seeding.np_random(s)[0]
+                self._test_index[row] = row
+        rows = np.nonzero(mask)[0]
+        self._start(rows)
+        self._autoreset[rows] = False
+        self._started = True
+        return observe(self.batch, self.observation_mode), self._infos()
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """One step of every sub-environment; those that ended at the previous step are reset instead."""
+        if not self._started:
+            raise RuntimeError("step() was called before reset(); call reset() first")
+        actions = check_actions(actions, self.num_envs)
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        acting = np.nonzero(~self._autoreset)[0]
+        if acting.size:
+            rewards[acting], terminated[acting] = self.batch.step(acting, actions[acting])
+        restarting = np.nonzero(self._autoreset)[0]
+        if restarting.size:
+            self._start(restarting)
+        self._autoreset = terminated.copy()
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        return observe(self.batch, self.observation_mode), rewards, terminated, truncated, self._infos()
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return tuple(render_batch_row(self.batch, row) for row in range(self.num_envs))

@@ -1,0 +1,236 @@
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from PIL import Image
+
+import restore_gym  # noqa: F401  (registers the environments)
+from restore_gym.data import load_test_set
+from restore_gym.engine import STOP
+from restore_gym.env import RLRestoreEnv, observation_space
+from restore_gym.metrics import psnr
+from restore_gym.toolbox import Toolbox
+from restore_gym.vector_env import RLRestoreVectorEnv
+
+
+@pytest.fixture(scope="module")
+def toolbox():
+    torch.manual_seed(0)
+    return Toolbox()
+
+
+def test_registration_and_namespaced_id(toolbox):
+    for env_id in ("RLRestore-v0", "restore_gym:RLRestore-v0", "RLRestoreSevere-v0"):
+        env = gym.make(env_id, toolbox=toolbox)
+        assert isinstance(env.unwrapped, RLRestoreEnv)
+    assert gym.make("RLRestoreMild-v0", toolbox=toolbox).unwrapped.difficulty == "mild"
+    assert gym.make("RLRestore-v0", toolbox=toolbox).unwrapped.difficulty == "moderate"
+    spec = gym.spec("RLRestore-v0")
+    assert spec.vector_entry_point == "restore_gym.vector_env:RLRestoreVectorEnv" and spec.max_episode_steps is None
+
+
+def test_spaces_are_exact(toolbox):
+    env = RLRestoreEnv(toolbox=toolbox)
+    assert env.action_space == gym.spaces.Discrete(13)
+    assert env.observation_space["image"] == gym.spaces.Box(-0.5, 1.5, (3, 63, 63), np.float32)
+    assert env.observation_space["previous_tool"] == gym.spaces.Box(0, 1, (12,), np.float32)
+    assert env.observation_space["step"] == gym.spaces.Discrete(4)
+    assert RLRestoreEnv(toolbox=toolbox, observation="image").observation_space.shape == (63, 63, 5)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+
+
+def test_mdp_rewards_ends_and_info(toolbox):
+    env = RLRestoreEnv(toolbox=toolbox, end_on_psnr_drop=False)
+    obs, info = env.reset(seed=1)
+    assert obs["step"] == 0 and not obs["previous_tool"].any()
+    assert info["psnr"] == info["psnr_input"] and info["toolchain"] == []
+    assert set(info["degradation"]) == {"levels", "blur_sigma", "noise_sigma", "jpeg_quality"}
+    total = 0.0
+    for t, action in enumerate([4, 0, 7]):
+        obs, reward, terminated, truncated, info = env.step(action)
+        assert type(reward) is float and type(terminated) is bool and truncated is False
+        total += reward
+        assert obs["step"] == t + 1 and obs["previous_tool"][action] == 1.0 and obs["previous_tool"].sum() == 1
+        assert terminated == (t == 2)
+    assert info["toolchain"] == [4, 0, 7]
+    assert total == pytest.approx(info["psnr"] - info["psnr_input"], abs=1e-4)
+    assert info["psnr"] == pytest.approx(psnr(obs["image"].transpose(1, 2, 0), _clean(env)), abs=1e-3)
+    env.reset(seed=1)
+    _, reward, terminated, _, info = env.step(STOP)
+    assert reward == 0.0 and terminated and info["toolchain"] == []
+
+
+def _clean(env):
+    return env.batch.clean[0].permute(1, 2, 0).numpy()
+
+
+def test_episode_ends_when_psnr_falls_below_the_input_in_training():
+    torch.manual_seed(0)
+    harmful = Toolbox()
+    for tool in harmful.tools:
+        torch.nn.init.constant_(tool.conv3.bias, 0.3)
+    env = RLRestoreEnv(toolbox=harmful)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(0)
+    assert reward < 0 and terminated and info["psnr"] < info["psnr_input"]
+    test_env = RLRestoreEnv(toolbox=harmful, split="test")
+    test_env.reset()
+    assert not test_env.step(0)[2]
+
+
+def test_seeded_reset_reproduces_the_episode(toolbox):
+    def rollout(seed):
+        env = RLRestoreEnv(toolbox=toolbox, end_on_psnr_drop=False)
+        obs, info = env.reset(seed=seed)
+        out = [obs["image"], info["degradation"]]
+        for action in (3, 9):
+            obs, reward, *_ = env.step(action)
+            out += [obs["image"], reward]
+        return out
+
+    a, b, c = rollout(5), rollout(5), rollout(6)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y) if isinstance(x, np.ndarray) else (x == y or pytest.fail())
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_reset_with_a_given_pair(toolbox):
+    rng = np.random.default_rng(0)
+    clean = rng.random((63, 63, 3)).astype(np.float32)
+    degraded = np.clip(clean + 0.1, 0, 1).astype(np.float32)
+    env = RLRestoreEnv(toolbox=toolbox)
+    obs, info = env.reset(options={"degraded": degraded, "clean": clean})
+    np.testing.assert_array_equal(obs["image"], degraded.transpose(2, 0, 1))
+    assert info["psnr_input"] == pytest.approx(psnr(degraded, clean), abs=1e-4)
+    with pytest.raises(ValueError, match="both 'degraded' and 'clean'"):
+        env.reset(options={"degraded": degraded})
+    with pytest.raises(ValueError, match="63 x 63 x 3"):
+        env.reset(options={"degraded": degraded[:10], "clean": clean[:10]})
+
+
+def test_test_split_walks_the_frozen_set_in_order(toolbox):
+    test_set = load_test_set("mild")
+    env = RLRestoreEnv(difficulty="mild", split="test", toolbox=toolbox)
+    for k in range(3):
+        obs, info = env.reset(seed=0) if k == 0 else env.reset()
+        np.testing.assert_array_equal(obs["image"], test_set.degraded[k].transpose(2, 0, 1))
+        assert info["degradation"] == test_set.params[k].as_dict()
+    obs, _ = env.reset(options={"test_index": 10})
+    np.testing.assert_array_equal(obs["image"], test_set.degraded[10].transpose(2, 0, 1))
+
+
+def test_render_shows_input_current_and_clean(toolbox):
+    env = RLRestoreEnv(toolbox=toolbox, render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (63 * 4, 63 * 3 * 4, 3) and frame.dtype == np.uint8
+    assert RLRestoreEnv(toolbox=toolbox).render() is None
+
+
+def test_gymnasium_and_sb3_checkers_pass(toolbox):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    check_env(RLRestoreEnv(toolbox=toolbox), skip_render_check=False)
+    for mode in ("uint8", "image"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sb3_check_env(RLRestoreEnv(toolbox=toolbox, observation=mode))
+
+
+def test_vector_env_equals_single_envs_with_the_same_seeds(toolbox):
+    n, seed, steps = 5, 11, 14
+    vec = gym.make_vec("RLRestore-v0", num_envs=n, toolbox=toolbox)
+    assert isinstance(vec, RLRestoreVectorEnv)
+    singles = [RLRestoreEnv(toolbox=toolbox) for _ in range(n)]
+    vec_obs, _ = vec.reset(seed=seed)
+    single_obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(singles)]
+    rng = np.random.default_rng(0)
+    ended = np.zeros(n, dtype=bool)
+    for _ in range(steps):
+        for i in range(n):
+            np.testing.assert_allclose(vec_obs["image"][i], single_obs[i]["image"], atol=1e-5)
+            assert vec_obs["step"][i] == single_obs[i]["step"]
+        actions = rng.integers(0, 13, n)
+        vec_obs, rewards, terminated, truncated, _ = vec.step(actions)
+        assert not truncated.any()
+        for i, env in enumerate(singles):
+            if ended[i]:
+                single_obs[i], _ = env.reset()
+                assert rewards[i] == 0.0 and not terminated[i]
+                continue
+            single_obs[i], reward, done, _, _ = env.step(int(actions[i]))
+            assert rewards[i] == pytest.approx(reward, abs=1e-4) and terminated[i] == done
+        ended = terminated
+    assert vec.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+
+
+def test_vector_reset_mask_and_per_env_seeds(toolbox):
+    vec = RLRestoreVectorEnv(num_envs=3, toolbox=toolbox)
+    obs, _ = vec.reset(seed=[4, 5, 6])
+    first = obs["image"].copy()
+    obs, _ = vec.reset(seed=[7, 5, 8], options={"reset_mask": np.array([False, True, False])})
+    np.testing.assert_array_equal(obs["image"], first)
+    single = RLRestoreEnv(toolbox=toolbox)
+    np.testing.assert_array_equal(single.reset(seed=6)[0]["image"], first[2])
+    with pytest.raises(ValueError, match="reset_mask"):
+        vec.reset(options={"reset_mask": [1, 0, 1]})
+
+
+def test_listeners_get_finished_episodes_and_the_toolbox_is_shared(toolbox):
+    vec = RLRestoreVectorEnv(num_envs=4, toolbox=toolbox, end_on_psnr_drop=False)
+    env = RLRestoreEnv(toolbox=toolbox, end_on_psnr_drop=False)
+    assert vec.toolbox is toolbox and env.toolbox is toolbox
+    reports = []
+    vec.add_episode_listener(reports.extend)
+    vec.reset(seed=0)
+    vec.step(np.array([1, 2, STOP, 3]))
+    assert [r.chain for r in reports] == [()]
+    vec.step(np.array([1, 2, 0, STOP]))
+    assert sorted(r.chain for r in reports) == [(), (3,)]
+    vec.step(np.array([5, 6, 0, 0]))
+    assert sorted(r.chain for r in reports) == [(), (1, 1, 5), (2, 2, 6), (3,)]
+    report = reports[0]
+    assert report.degraded.shape == report.clean.shape == (3, 63, 63) and report.toolbox_version == toolbox.version
+
+
+def test_bad_input(toolbox, tmp_path):
+    env = RLRestoreEnv(toolbox=toolbox)
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(0)
+    env.reset(seed=0)
+    for action, error in [(13, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError), ("a", TypeError),
+                          ([1, 2], ValueError)]:
+        with pytest.raises(error, match="0..12|single integer"):
+            env.step(action)
+    env.step(STOP)
+    with pytest.raises(RuntimeError, match="has ended; call reset"):
+        env.step(0)
+    with pytest.raises(TypeError, match="colour"):
+        gym.make("RLRestore-v0", toolbox=toolbox, colour="red")
+    with pytest.raises(ValueError, match="unknown difficulty 'hard'"):
+        RLRestoreEnv(toolbox=toolbox, difficulty="hard")
+    with pytest.raises(ValueError, match="unknown split"):
+        RLRestoreEnv(toolbox=toolbox, split="val")
+    with pytest.raises(ValueError, match="unknown observation mode"):
+        observation_space("rgb")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            RLRestoreEnv(toolbox=toolbox, device="cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        RLRestoreEnv(toolbox=toolbox, device="tpu")
+    for i in range(3):
+        Image.fromarray(np.zeros((50, 50, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    with pytest.raises(ValueError, match="too small"):
+        RLRestoreEnv(toolbox=toolbox, source=str(tmp_path))
+    vec = RLRestoreVectorEnv(num_envs=2, toolbox=toolbox)
+    with pytest.raises(RuntimeError, match="before reset"):
+        vec.step(np.array([0, 0]))
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match="2 action"):
+        vec.step(np.array([0, 0, 0]))
+    with pytest.raises(ValueError, match="num_envs"):
+        RLRestoreVectorEnv(num_envs=0, toolbox=toolbox)
