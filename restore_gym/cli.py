@@ -7,6 +7,8 @@ import time
 from collections.abc import Sequence
 
 from restore_gym.data import summarize_test_sets
+from restore_gym.degrade import DIFFICULTIES
+from restore_gym.demo import main as run_demo
 
 
 def _print_test_sets(_: argparse.Namespace) -> None:
@@ -24,7 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``restore-gym`` command."""
     parser = argparse.ArgumentParser(prog="restore-gym", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="the main job on the embedded defaults").set_defaults(run=_print_test_sets)
+    demo = commands.add_parser("demo", help="the main job: test episodes with a random and a greedy-oracle policy")
+    demo.add_argument("--difficulty", default="moderate", choices=DIFFICULTIES)
+    demo.add_argument("--num-envs", type=int, default=64, help="test patches to restore")
+    demo.set_defaults(run=lambda args: run_demo(args.difficulty, args.num_envs))
     commands.add_parser("testsets", help="summary of the frozen test sets").set_defaults(run=_print_test_sets)
     return parser
 
