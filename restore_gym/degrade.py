@@ -152,9 +152,9 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 
 def blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of an H x W x 3 float image with a 21x21 kernel and replicated borders (float64 out)."""
-    image = _check_image(image).astype(np.float64)
-    k = gaussian_kernel_1d(sigma)
+    """Gaussian blur of an H x W x 3 float image with a 21x21 kernel and replicated borders, in its own dtype."""
+    image = _check_image(image)
+    k = gaussian_kernel_1d(sigma).astype(image.dtype)
     out = correlate1d(image, k, axis=0, mode="nearest")
     return correlate1d(out, k, axis=1, mode="nearest")
 
@@ -164,16 +164,16 @@ def add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
     image = _check_image(image)
     check_generator(rng)
     noise = rng.standard_normal(image.shape, dtype=np.float32) * (sigma / 255.0)
-    return np.clip(image + noise, 0.0, 1.0)
+    return np.clip(image + noise.astype(image.dtype, copy=False), 0.0, 1.0)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Round a float image in [0, 1] to 8 bits, as MATLAB's ``im2uint8`` does."""
-    return np.clip(np.round(np.asarray(image, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    """JPEG-compress a float image in [0, 1] at ``quality`` (Pillow, default 4:2:0); returns float64 in [0, 1]."""
+    """JPEG-compress a float image in [0, 1] at ``quality`` (Pillow, default 4:2:0); returns float32 in [0, 1]."""
     image = _check_image(image)
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
@@ -181,7 +181,7 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     Image.fromarray(to_uint8(image), mode="RGB").save(buffer, format="JPEG", quality=int(quality))
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        return np.asarray(decoded.convert("RGB"), dtype=np.float64) / 255.0
+        return np.asarray(decoded.convert("RGB"), dtype=np.float32) / np.float32(255.0)
 
 
 def degrade(image: np.ndarray, params: DegradationParams, rng: np.random.Generator) -> np.ndarray:
@@ -192,16 +192,16 @@ def degrade(image: np.ndarray, params: DegradationParams, rng: np.random.Generat
 
 
 def as_float_image(image: np.ndarray) -> np.ndarray:
-    """An H x W x 3 image as float64 in [0, 1]: uint8 is divided by 255, floats are checked to lie in [0, 1]."""
+    """An H x W x 3 image as float32 in [0, 1]: uint8 is divided by 255, floats are checked to lie in [0, 1]."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
     if image.dtype == np.uint8:
-        return image.astype(np.float64) / 255.0
+        return image.astype(np.float32) / np.float32(255.0)
     if np.issubdtype(image.dtype, np.floating):
         if image.size and (image.min() < 0.0 or image.max() > 1.0):
             raise ValueError("float images must lie in [0, 1]")
-        return image.astype(np.float64)
+        return image.astype(np.float32)
     raise TypeError(f"expected a uint8 or float image, got dtype {image.dtype}")
 
 

@@ -160,6 +160,7 @@ class PatchBatch:
         self.chains: list[list[int]] = [[] for _ in range(num)]
         self.patches: list[DegradedPatch | None] = [None] * num
         self.listeners: list[EpisodeListener] = []
+        self.tool_counts = np.zeros(NUM_TOOLS, dtype=np.int64)
 
     @torch.inference_mode()
     def load(self, rows: np.ndarray, patches: list[DegradedPatch]) -> None:
@@ -195,6 +196,7 @@ class PatchBatch:
             self.psnr_now[tool_rows] = psnr
             self.steps[tool_rows] += 1
             self.previous[tool_rows] = tools
+            np.add.at(self.tool_counts, tools, 1)
             for row, tool in zip(tool_rows.tolist(), tools.tolist()):
                 self.chains[row].append(tool)
         terminated = ~use_tool | (self.steps[rows] >= MAX_TOOLS)

@@ -32,7 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from restore_gym.data import BuiltinImages, FolderImages, ImageSource, to_nchw
-from restore_gym.degrade import MARGIN, DegradationParams, check_generator, degrade
+from restore_gym.degrade import MARGIN, DegradationParams, as_float_image, check_generator, degrade
 from restore_gym.metrics import psnr_batch
 from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
@@ -45,8 +45,8 @@ LOG_FIELDS = ("tool", "iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", 
 class TrainConfig:
     """Hyperparameters of tool training; iterations are per tool."""
 
-    small_iterations: int = 4000
-    large_iterations: int = 3000
+    small_iterations: int = 3000
+    large_iterations: int = 2000
     batch_size: int = 64
     patch_size: int = 41
     optimizer: str = "adam"
@@ -61,7 +61,7 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # About two hours for all twelve tools on 2 CPU cores.
+    # About an hour for all twelve tools on 2 CPU cores (two processes of one thread each).
     "cpu": TrainConfig(),
     # The paper's schedule in spirit: SGD from 0.1 with adjustable gradient clipping (as in VDSR),
     # 63x63 patches, about 80 epochs of a DIV2K-sized patch set.
@@ -118,7 +118,7 @@ def sample_band_batch(
         top = int(rng.integers(0, image.shape[0] - patch_size - 2 * MARGIN + 1))
         left = int(rng.integers(0, image.shape[1] - patch_size - 2 * MARGIN + 1))
         region = image[top : top + patch_size + 2 * MARGIN, left : left + patch_size + 2 * MARGIN]
-        region = region.astype(np.float64) / 255.0
+        region = as_float_image(region)
         out = degrade(region, draw(spec, rng), rng)
         distorted.append(out[MARGIN : MARGIN + patch_size, MARGIN : MARGIN + patch_size])
         clean.append(region[MARGIN : MARGIN + patch_size, MARGIN : MARGIN + patch_size])
