@@ -10,7 +10,9 @@ and the other two families are either slight (noise sigma in :data:`SLIGHT_NOISE
 Per tool the run writes a resumable checkpoint (network, optimiser, schedule, iteration, random
 states) every ``--checkpoint-every`` iterations, its final weights, and rows of a CSV log with the
 loss and the validation PSNR gain. When every requested tool is done, ``toolbox.pt`` assembles them
-(tools not trained in this run come from ``--init``, which defaults to an untrained toolbox).
+(tools not trained in this run come from ``--init``, which defaults to an untrained toolbox). With
+``--warm-start`` the trained tools start from ``--init``'s weights instead of a fresh initialisation, to
+train them further.
 Every file is written atomically; an interrupted run resumes where its checkpoints left it.
 """
 
@@ -171,12 +173,18 @@ def train_tool(
     config: TrainConfig,
     device: torch.device,
     progress: bool = True,
+    start_from: nn.Module | None = None,
 ) -> nn.Module:
-    """Train (or resume, or load if finished) one tool; returns the trained module on ``device``."""
+    """Train (or resume, or load if finished) one tool; returns the trained module on ``device``.
+
+    A fresh run starts from ``start_from``'s weights when given, else from a seeded initialisation.
+    """
     tag = f"tool{spec.index + 1:02d}"
     final_path, ckpt_path = out_dir / f"{tag}.pt", out_dir / f"{tag}.ckpt.pt"
     torch.manual_seed(config.seed * 1000 + spec.index)
     model = build_tool(spec).to(device)
+    if start_from is not None:
+        model.load_state_dict(start_from.state_dict())
     if final_path.exists():
         model.load_state_dict(torch.load(final_path, map_location=device, weights_only=True))
         return model
@@ -262,6 +270,7 @@ def train_toolbox(
     device: str = "cpu",
     init: str | os.PathLike | None = None,
     progress: bool = True,
+    warm_start: bool = False,
 ) -> Path:
     """Train the tools ``tools`` (0-based; default all) and write ``out_dir/toolbox.pt``; returns its path."""
     out = Path(out_dir)
@@ -272,15 +281,20 @@ def train_toolbox(
         raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
     train_source, val_source = make_source(source, "train"), make_source(source, "test")
     (out / "config.json").write_text(json.dumps({"config": asdict(config), "source": source, "tools": tools}, indent=2))
+    if warm_start and not init:
+        raise ValueError("warm_start needs init: the toolbox whose tools to train further")
     toolbox = Toolbox.load(init) if init else Toolbox()
     for index in tools:
-        trained = train_tool(TOOL_SPECS[index], train_source, val_source, out, config, torch_device, progress)
+        start_from = toolbox.tools[index] if warm_start else None
+        trained = train_tool(TOOL_SPECS[index], train_source, val_source, out, config, torch_device, progress,
+                             start_from)
         toolbox.tools[index].load_state_dict(trained.state_dict())
     toolbox.metadata = {
         "trained_by": "restore_gym.train_tools",
         "source": source if source == "builtin" else Path(source).name,
         "config": asdict(config),
         "tools_trained": [i + 1 for i in tools],
+        "warm_start": Path(init).name if warm_start else None,
     }
     path = out / "toolbox.pt"
     toolbox.save(path)
@@ -298,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--init", help="toolbox file whose tools fill those not trained here")
+    parser.add_argument("--warm-start", action="store_true", help="train the chosen tools further from --init")
     for name in ("small_iterations", "large_iterations", "batch_size", "patch_size", "seed"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int)
     parser.add_argument("--lr", type=float)
@@ -312,7 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         tools = parse_tool_list(args.tools)
     except ValueError as error:
         parser.error(str(error))
-    path = train_toolbox(args.out, tools, args.source, config, args.device, args.init, not args.no_progress)
+    if args.warm_start and not args.init:
+        parser.error("--warm-start needs --init")
+    path = train_toolbox(args.out, tools, args.source, config, args.device, args.init, not args.no_progress,
+                         args.warm_start)
     print(f"wrote {path}")
     return 0
 

@@ -86,3 +86,16 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, monkeypatch)
     resumed = tt.train_tool(spec, source, source, tmp_path / "cut", config, cpu, progress=False)
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def test_warm_start_continues_from_the_init_toolbox(tmp_path):
+    config = tt.PRESETS["smoke"]
+    first = tt.train_toolbox(tmp_path / "a", [4], "builtin", config, progress=False)
+    tt.train_toolbox(tmp_path / "b", [4], "builtin", tt.TrainConfig(**{**config.__dict__, "small_iterations": 0}),
+                     init=first, progress=False, warm_start=True)
+    resumed = Toolbox.load(tmp_path / "b" / "toolbox.pt")
+    for a, b in zip(Toolbox.load(first).tools[4].parameters(), resumed.tools[4].parameters()):
+        torch.testing.assert_close(a, b)
+    assert resumed.metadata["warm_start"] == "toolbox.pt"
+    with pytest.raises(ValueError, match="warm_start needs init"):
+        tt.train_toolbox(tmp_path / "c", [4], "builtin", config, progress=False, warm_start=True)
