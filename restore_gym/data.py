@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from restore_gym.degrade import (
     sample_params,
 )
 from restore_gym.metrics import psnr
+from restore_gym.records import write_npz_atomic
 
 SCALES: tuple[float, ...] = (1.0, 2.0 / 3.0, 1.0 / 3.0)
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -337,23 +337,9 @@ def build_test_set(difficulty: str, source: ImageSource | None = None, seed: int
     )
 
 
-def _save_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _to_cache(test_set: TestSet, path: Path) -> None:
     params = test_set.params
-    _save_npz_atomically(
+    write_npz_atomic(
         path,
         degraded=np.round(test_set.degraded * 255.0).astype(np.uint8),
         clean=np.round(test_set.clean * 255.0).astype(np.uint8),

@@ -7,29 +7,40 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
 
 _PACKAGES = ("restore-gym", "torch", "numpy", "gymnasium", "stable-baselines3", "sb3-contrib", "scikit-image", "Pillow")
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder, so a reader never sees half a file."""
+def _write_atomic(path: str | os.PathLike, mode: str, write: Callable[[IO], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder, so a reader never sees half a file."""
+    _write_atomic(path, "w", lambda handle: handle.write(text))
+
+
+def write_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` as an uncompressed ``.npz`` to ``path`` atomically."""
+    _write_atomic(path, "wb", lambda handle: np.savez(handle, **arrays))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
