@@ -3,20 +3,35 @@
 Actions 0..11 apply tools 1..12 of the toolbox; action 12 stops. An episode applies at most 3 tools.
 Images are N x 3 x 63 x 63 float tensors, RGB in [0, 1] (tool outputs may leave that range a little),
 in their on-disk orientation, exactly as :class:`restore_gym.toolbox.Toolbox` takes them.
+
+Below the network: its DQN training as the authors trained it, the test-set evaluation, the policy object
+for :mod:`restore_gym.rollout` and the command line (``python -m agents.lstm_dqn train|evaluate``).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import time
+from collections import deque
+from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
+from restore_gym.data import load_test_set
+from restore_gym.degrade import DIFFICULTIES, check_difficulty
+from restore_gym.engine import resolve_device
+from restore_gym.rollout import Policy, run_one_episode_each
 from restore_gym.tf_checkpoint import CheckpointError, read_official_agent
-from restore_gym.toolbox import NUM_TOOLS, PATCH_SIZE, Toolbox
+from restore_gym.toolbox import NUM_TOOLS, PATCH_SIZE, Toolbox, atomic_torch_save
+from restore_gym.vector_env import RLRestoreVectorEnv
 
 # =====================================================================================================
 # Q-network: the paper's agent, layer for layer, and the import of the authors' released weights
@@ -227,3 +242,688 @@ def greedy_chain(
         images.append(current)
         previous = actions
     return chains, images
+
+
+# =====================================================================================================
+# DQN training, as the authors trained the agent (see the reference's "Agent" section)
+# =====================================================================================================
+#
+#     python -m agents.lstm_dqn train --preset cpu --difficulty moderate --out runs/agent
+#     python -m agents.lstm_dqn evaluate --checkpoint runs/agent/agent.pt --difficulty moderate
+#
+# Steps are agent steps: transitions, summed over the sub-environments. The vector environment's autoreset
+# steps (the step after an episode ends, whose action is ignored) are not agent steps and are never stored.
+#
+# Exact resume: at every checkpoint step the episodes in flight are dropped and every sub-environment is
+# reset from seeds derived from (seed, step), in a fresh run exactly as in a resumed one. The environment's
+# state (its per-row generators included) is then a function of (seed, step), and the checkpoint holds
+# everything else: networks, optimiser, replay contents and position, counters and the generators. Resumes
+# are bitwise exact on the CPU; on CUDA, cuDNN's non-deterministic kernels may make them differ in the last bits.
+
+AGENT_ARCHITECTURE = "rl-restore-lstm-dqn-v1"
+CHECKPOINT_FILE = "checkpoint.pt"
+AGENT_FILE = "agent.pt"
+LOG_FILE = "log.csv"
+CHECKPOINT_KEYS = frozenset({"config", "toolbox", "global_step", "target_network", "optimizer", "replay", "episodes",
+                             "recent", "losses", "rngs"})
+LOG_COLUMNS = ("step", "episodes", "mean_return", "mean_psnr_gain", "mean_length", "loss", "epsilon", "lr",
+               "steps_per_s")
+RECENT_EPISODES = 100  # the log's means are over this many latest episodes
+REPLAY_DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every hyperparameter of a run. Defaults are the authors' released values (the ``paper`` preset)."""
+
+    seed: int = 0
+    difficulty: str = "moderate"  # the paper trains on moderate only
+    source: str = "builtin"  # training images: "builtin" or a folder of photos (e.g. the tools' corpus)
+    num_envs: int = 32  # collection is batched; the ratio of updates to agent steps is the authors'
+    total_timesteps: int = 2_000_000
+    buffer_size: int = 500_000  # steps; whole episodes leave first in, first out
+    # float16 halves the replay (500k steps: 11.9 GB instead of 23.8 GB); its rounding (at most 2^-11
+    # relative, an eighth of an 8-bit level at 1.0) is far below what the Q-network resolves.
+    replay_dtype: str = "float16"
+    learning_starts: int = 5_000
+    train_frequency: int = 4  # one gradient step every this many agent steps
+    batch_size: int = 32  # episodes per gradient step
+    target_network_frequency: int = 10_000
+    gamma: float = 0.99
+    learning_rate: float = 1e-4
+    lr_decay: float = 0.5  # the learning rate is multiplied by this every lr_decay_steps ...
+    lr_decay_steps: int = 1_000_000
+    lr_min: float = 2.5e-5  # ... down to this floor
+    start_e: float = 1.0
+    end_e: float = 0.1
+    exploration_steps: int = 1_000_000  # epsilon goes linearly from start_e to end_e over these steps
+    checkpoint_frequency: int = 250_000  # a checkpoint holds the whole replay (11.9 GB in this preset)
+    log_frequency: int = 10_000
+
+    def __post_init__(self) -> None:
+        check_difficulty(self.difficulty)
+        if self.replay_dtype not in REPLAY_DTYPES:
+            raise ValueError(f"replay_dtype must be one of {sorted(REPLAY_DTYPES)}, got {self.replay_dtype!r}")
+        counts = ("num_envs", "total_timesteps", "buffer_size", "train_frequency", "batch_size",
+                  "target_network_frequency", "lr_decay_steps", "exploration_steps", "checkpoint_frequency",
+                  "log_frequency")
+        bad = [f"{name}={getattr(self, name)!r}" for name in counts if getattr(self, name) < 1]
+        if self.buffer_size < MAX_STEPS:
+            bad.append(f"buffer_size={self.buffer_size} (an episode has up to {MAX_STEPS} steps)")
+        if not 0.0 <= self.end_e <= self.start_e <= 1.0:
+            bad.append(f"start_e={self.start_e}, end_e={self.end_e} (need 0 <= end_e <= start_e <= 1)")
+        if not 0.0 <= self.gamma <= 1.0:
+            bad.append(f"gamma={self.gamma}")
+        if bad:
+            raise ValueError(f"invalid config: {', '.join(bad)}")
+
+
+PRESETS: dict[str, Config] = {
+    "paper": Config(),
+    # Under an hour on 2 CPU cores. Costs measured on one core (CPU time, official tools): collecting 2.7 ms
+    # per agent step (one tool each), an update 96 ms (32 episodes, ~80 states through the Q-network forward
+    # and backward plus the target). 200k steps with an update every 8 (25k updates, half the authors' rate
+    # per step) cost ~50 core-minutes, mostly updates. 25k updates are 5% of the authors' 500k, so the
+    # learning rate is 2.5x theirs and halves once, at mid-run. Epsilon decays over half the run and the
+    # replay holds a quarter of it, the authors' proportions; the target network is refreshed every 250
+    # updates, ample for episodes of at most 3 steps (bootstrapping 2 deep).
+    "cpu": Config(
+        num_envs=32,
+        total_timesteps=200_000,
+        buffer_size=50_000,  # 1.2 GB in float16, ~20k episodes
+        learning_starts=2_000,
+        train_frequency=8,
+        target_network_frequency=2_000,
+        learning_rate=2.5e-4,
+        lr_decay_steps=100_000,
+        exploration_steps=100_000,
+        checkpoint_frequency=25_000,
+        log_frequency=2_500,
+    ),
+    # Seconds, for tests: every mechanism (updates, target syncs, a learning-rate halving, a checkpoint) runs.
+    "smoke": Config(
+        num_envs=4,
+        total_timesteps=64,
+        buffer_size=200,
+        learning_starts=16,
+        train_frequency=8,
+        batch_size=8,
+        target_network_frequency=24,
+        lr_decay_steps=40,
+        exploration_steps=48,
+        checkpoint_frequency=32,
+        log_frequency=16,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    """The preset ``name`` ("paper", "cpu" or "smoke") with some fields replaced."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
+    """``start`` at step 0, linearly to ``end`` at ``duration``, then ``end``."""
+    return start + (end - start) * min(step / duration, 1.0)
+
+
+def learning_rate(cfg: Config, step: int) -> float:
+    """The authors' schedule: ``learning_rate * lr_decay ** (step // lr_decay_steps)``, never below ``lr_min``."""
+    return max(cfg.learning_rate * cfg.lr_decay ** (step // cfg.lr_decay_steps), cfg.lr_min)
+
+
+def crossings(before: int, after: int, every: int) -> int:
+    """How many multiples of ``every`` lie in (before, after]."""
+    return max(after // every - before // every, 0)
+
+
+# ---- Replay of whole episodes ---------------------------------------------------------------------------
+
+
+@dataclass
+class EpisodeGroup:
+    """``n`` sampled episodes of the same length ``L``: images n x L x 3 x 63 x 63 (float32), actions and
+    rewards n x L; ``weight`` is n over the batch size (its share of the loss)."""
+
+    images: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    weight: float
+
+
+class EpisodeReplay:
+    """First-in first-out replay of whole episodes (1 to 3 steps), its capacity counted in steps as the paper's.
+
+    Steps live in flat arrays, each episode in consecutive slots: ``length[slot]`` is the episode's length at
+    its first slot and 0 elsewhere. An episode that does not fit before the end starts over at slot 0 (the
+    tail slots are dropped), and an episode whose first slot is overwritten is gone. Images are stored as
+    ``dtype`` (float16 by default; see :class:`Config`); actions and rewards exactly.
+    """
+
+    def __init__(self, capacity: int, dtype: str = "float16") -> None:
+        self.capacity = capacity
+        self.images = np.zeros((capacity, 3, PATCH_SIZE, PATCH_SIZE), dtype=REPLAY_DTYPES[dtype])
+        self.actions = np.zeros(capacity, dtype=np.int64)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.length = np.zeros(capacity, dtype=np.int64)
+        self.position = 0  # where the next episode goes
+        self.used = 0  # slots ever written (a checkpoint saves images[:used])
+
+    @property
+    def num_episodes(self) -> int:
+        return int(np.count_nonzero(self.length))
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.length.sum())
+
+    def add(self, images: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Store one episode: its L states (L x 3 x 63 x 63, the images the actions were taken on), L actions
+        and L rewards, in order."""
+        size = len(actions)
+        if not 1 <= size <= MAX_STEPS or len(images) != size or len(rewards) != size:
+            raise ValueError(f"an episode has 1 to {MAX_STEPS} steps with one image, action and reward each; "
+                             f"got {len(images)} images, {len(actions)} actions, {len(rewards)} rewards")
+        if self.position + size > self.capacity:
+            self.length[self.position :] = 0
+            self.position = 0
+        slots = slice(self.position, self.position + size)
+        self.images[slots] = images
+        self.actions[slots] = actions
+        self.rewards[slots] = rewards
+        self.length[slots] = 0
+        self.length[self.position] = size
+        self.position += size
+        self.used = max(self.used, self.position)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str = "cpu"
+               ) -> list[EpisodeGroup]:
+        """``batch_size`` episodes drawn uniformly with replacement, grouped by length (shortest first), on
+        ``device``."""
+        starts = np.flatnonzero(self.length)
+        if starts.size == 0:
+            raise RuntimeError("the replay holds no finished episode yet; raise learning_starts")
+        picked = rng.choice(starts, size=batch_size)
+        lengths = self.length[picked]
+        groups = []
+        for size in range(1, MAX_STEPS + 1):
+            chosen = picked[lengths == size]
+            if chosen.size:
+                slots = chosen[:, None] + np.arange(size)
+                groups.append(EpisodeGroup(
+                    images=torch.from_numpy(self.images[slots]).to(device, torch.float32),
+                    actions=torch.from_numpy(self.actions[slots]).to(device),
+                    rewards=torch.from_numpy(self.rewards[slots]).to(device),
+                    weight=chosen.size / batch_size,
+                ))
+        return groups
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "images": torch.from_numpy(self.images[: self.used]),
+            "actions": torch.from_numpy(self.actions),
+            "rewards": torch.from_numpy(self.rewards),
+            "length": torch.from_numpy(self.length),
+            "position": self.position,
+            "used": self.used,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["length"].shape[0] != self.capacity or state["images"].dtype != torch.from_numpy(self.images).dtype:
+            raise ValueError(f"the saved replay holds {state['length'].shape[0]} steps of {state['images'].dtype}, "
+                             f"this one {self.capacity} of {self.images.dtype}")
+        self.used = int(state["used"])
+        self.position = int(state["position"])
+        self.images[: self.used] = state["images"].numpy()
+        self.actions[:] = state["actions"].numpy()
+        self.rewards[:] = state["rewards"].numpy()
+        self.length[:] = state["length"].numpy()
+
+
+# ---- Loss ---------------------------------------------------------------------------------------------
+
+
+def sequence_q_values(network: nn.Module, images: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Q-values (n x L x 13) along n episodes of L steps: the LSTM starts from zeros and is fed at step t
+    the state s_t (``images[:, t]``) and the previous tool a_{t-1} (none at t = 0)."""
+    previous = torch.cat([torch.full_like(actions[:, :1], -1), actions[:, :-1]], dim=1)
+    state = None
+    q_values = []
+    for t in range(actions.shape[1]):
+        q, state = network(images[:, t], previous_tool_onehot(previous[:, t]), state)
+        q_values.append(q)
+    return torch.stack(q_values, dim=1)
+
+
+def td_targets(target_q: torch.Tensor, rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+    """y_t = r_t + gamma * max_a Q'(s_{t+1}, a) for t < L - 1 and y_{L-1} = r_{L-1}: every stored episode ends
+    in a terminal state (stop, third tool or PSNR drop). ``target_q`` is n x L x 13, ``rewards`` n x L."""
+    bootstrap = torch.zeros_like(rewards)
+    bootstrap[:, :-1] = target_q[:, 1:].max(dim=2).values
+    return rewards + gamma * bootstrap
+
+
+def dqn_loss(network: nn.Module, target_network: nn.Module, groups: list[EpisodeGroup], gamma: float
+             ) -> torch.Tensor:
+    """Sum over length groups of ``weight`` x the group's mean Huber loss between Q(s_t, a_t) and y_t.
+
+    Huber bounds each term's gradient in Q to [-1, 1] (rewards are PSNR gains of up to several dB), so the
+    gradients are not clipped further, as in the authors' code.
+    """
+    losses = []
+    for group in groups:
+        with torch.no_grad():
+            targets = td_targets(sequence_q_values(target_network, group.images, group.actions), group.rewards, gamma)
+        q_values = sequence_q_values(network, group.images, group.actions)
+        taken = q_values.gather(2, group.actions.unsqueeze(2)).squeeze(2)
+        losses.append(group.weight * F.smooth_l1_loss(taken, targets))
+    return torch.stack(losses).sum()
+
+
+# ---- Acting -----------------------------------------------------------------------------------------
+
+
+class LSTMDQNPolicy:
+    """A :class:`QNetwork` as a policy of :mod:`restore_gym.rollout`: ``policy(env, obs) -> actions``.
+
+    Greedy over the Q-values (epsilon-greedy when ``epsilon`` > 0, drawing from ``rng``). Keeps one LSTM
+    state per sub-environment, reset on rows whose ``obs["step"]`` is 0. Uses the dict observation only
+    (image, previous tool, step); the environment ends episodes on stop and after the third tool.
+    """
+
+    def __init__(self, network: QNetwork, epsilon: float = 0.0, rng: np.random.Generator | None = None) -> None:
+        self.network = network
+        self.epsilon = epsilon
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.state: LSTMState | None = None
+
+    @classmethod
+    def from_official(cls, model_dir: str | os.PathLike) -> LSTMDQNPolicy:
+        """The authors' released agent (``model_dir/model.index``); see :meth:`QNetwork.from_official`."""
+        return cls(QNetwork.from_official(model_dir))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> LSTMDQNPolicy:
+        """A trained agent from an agent file or a training checkpoint (see :func:`load_agent`)."""
+        return cls(load_agent(path, device)[0])
+
+    @torch.inference_mode()
+    def __call__(self, env: Any, observation: dict[str, np.ndarray]) -> np.ndarray:
+        device = self.network.q.weight.device
+        image = torch.as_tensor(observation["image"], device=device)
+        previous = torch.as_tensor(observation["previous_tool"], device=device)
+        new = torch.as_tensor(observation["step"] == 0, device=device).unsqueeze(1)
+        if self.state is None or self.state[0].shape[0] != image.shape[0]:
+            self.state = self.network.initial_state(image.shape[0], device)
+        state = (torch.where(new, 0.0, self.state[0]), torch.where(new, 0.0, self.state[1]))
+        q_values, self.state = self.network(image, previous, state)
+        actions = q_values.argmax(dim=1).cpu().numpy()
+        if self.epsilon > 0:
+            explore = self.rng.random(len(actions)) < self.epsilon
+            actions = np.where(explore, self.rng.integers(0, NUM_ACTIONS, len(actions)), actions)
+        return actions
+
+
+@dataclass(frozen=True)
+class EpisodeStats:
+    """A finished training episode: undiscounted return, final PSNR gain over the input (dB), tools + stop."""
+
+    episode_return: float
+    psnr_gain: float
+    length: int
+
+
+class EpisodeCollector:
+    """Steps a vector environment with a policy and stores every finished episode in the replay.
+
+    With NEXT_STEP autoreset, a row that terminated at one step is reset at the next, its action ignored:
+    that step is neither stored nor counted. Episodes still running at :meth:`restart` are dropped.
+    """
+
+    def __init__(self, env: RLRestoreVectorEnv, policy: LSTMDQNPolicy, replay: EpisodeReplay) -> None:
+        self.env = env
+        self.policy = policy
+        self.replay = replay
+        self.obs: dict[str, np.ndarray] = {}
+        self.resetting = np.zeros(env.num_envs, dtype=bool)
+        self.running: list[list[tuple[np.ndarray, int, float]]] = [[] for _ in range(env.num_envs)]
+
+    def restart(self, seeds: list[int]) -> None:
+        """Reset every sub-environment from its seed; episodes in flight are dropped."""
+        self.obs, _ = self.env.reset(seed=seeds)
+        self.resetting[:] = False
+        for steps in self.running:
+            steps.clear()
+
+    def step(self) -> tuple[int, list[EpisodeStats]]:
+        """One step of every sub-environment; returns the agent steps taken and the episodes that ended."""
+        actions = np.asarray(self.policy(self.env, self.obs))
+        obs, rewards, terminated, _, info = self.env.step(actions)
+        acting = np.flatnonzero(~self.resetting)
+        finished = []
+        for row in acting.tolist():
+            steps = self.running[row]
+            steps.append((self.obs["image"][row], int(actions[row]), float(rewards[row])))
+            if terminated[row]:
+                images, taken, earned = zip(*steps)
+                self.replay.add(np.stack(images), np.array(taken), np.array(earned, dtype=np.float32))
+                gain = float(info["psnr"][row] - info["psnr_input"][row])
+                finished.append(EpisodeStats(float(sum(earned)), gain, len(steps)))
+                steps.clear()
+        self.resetting = terminated.copy()
+        self.obs = obs
+        return acting.size, finished
+
+
+def env_seeds(seed: int, step: int, num_envs: int) -> list[int]:
+    """Seeds of the sub-environments for the restart at ``step`` (a function of (seed, step) only)."""
+    return np.random.SeedSequence([seed, step]).generate_state(num_envs).tolist()
+
+
+# ---- Files ----------------------------------------------------------------------------------------------
+
+
+def toolbox_info(toolbox: Toolbox) -> dict[str, Any]:
+    """What an agent file records of the toolbox it was trained with."""
+    return {"version": toolbox.version, "metadata": dict(toolbox.metadata)}
+
+
+def agent_payload(network: QNetwork, cfg: Config, toolbox: Toolbox, step: int) -> dict[str, Any]:
+    """The fields shared by agent files and checkpoints (all that :func:`load_agent` reads)."""
+    return {
+        "architecture": AGENT_ARCHITECTURE,
+        "num_actions": NUM_ACTIONS,
+        "q_network": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+        "config": asdict(cfg),
+        "toolbox": toolbox_info(toolbox),
+        "global_step": step,
+    }
+
+
+def read_agent_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked contents of an agent file or checkpoint; :class:`CheckpointError` (a ValueError) naming the
+    file if it is missing, unreadable, or holds another architecture or action count."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"agent file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types for foreign or damaged files
+        raise CheckpointError(f"{path} is not a readable agent file (torch.load failed: {error})") from error
+    if not isinstance(payload, dict) or not {"architecture", "num_actions", "q_network"} <= payload.keys():
+        raise CheckpointError(f"{path} is not an agent file: expected architecture, num_actions and q_network, "
+                              "as written by agents.lstm_dqn")
+    if payload["architecture"] != AGENT_ARCHITECTURE:
+        raise CheckpointError(f"{path} holds architecture {payload['architecture']!r}, expected {AGENT_ARCHITECTURE!r}")
+    if payload["num_actions"] != NUM_ACTIONS:
+        raise CheckpointError(f"{path} holds an agent with {payload['num_actions']} actions; RL-Restore has "
+                              f"{NUM_ACTIONS} ({NUM_TOOLS} tools + stop)")
+    expected = {k: tuple(v.shape) for k, v in QNetwork().state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in payload["q_network"].items()}
+    if found != expected:
+        differences = sorted(f"{k}: {found.get(k)} instead of {expected.get(k)}" for k in expected.keys() | found.keys()
+                             if found.get(k) != expected.get(k))
+        raise CheckpointError(f"{path} does not match the {AGENT_ARCHITECTURE} Q-network: {'; '.join(differences)}")
+    return payload
+
+
+def load_agent(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[QNetwork, dict[str, Any]]:
+    """The Q-network of an agent file or training checkpoint, on ``device``, and the file's other fields
+    (config, toolbox version and metadata, global_step)."""
+    payload = read_agent_file(path)
+    network = QNetwork()
+    network.load_state_dict(payload.pop("q_network"))
+    return network.to(resolve_device(device)), payload
+
+
+def _rng_states(rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "numpy": rng.bit_generator.state,
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _restore_rngs(states: dict[str, Any], rng: np.random.Generator) -> None:
+    rng.bit_generator.state = states["numpy"]
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _check_resumable(payload: dict[str, Any], cfg: Config, toolbox: Toolbox, path: Path) -> None:
+    """ValueError unless ``payload`` is a checkpoint of ``cfg`` (``total_timesteps`` aside) and this toolbox."""
+    missing = sorted(CHECKPOINT_KEYS - payload.keys())
+    if missing:
+        raise CheckpointError(f"{path} is not a training checkpoint (no {', '.join(missing)}); an agent file "
+                              "cannot be resumed")
+    saved = {k: v for k, v in payload["config"].items() if k != "total_timesteps"}
+    wanted = {k: v for k, v in asdict(cfg).items() if k != "total_timesteps"}
+    if saved != wanted:
+        differences = sorted(f"{k}: {saved.get(k)!r} saved, {wanted.get(k)!r} now"
+                             for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        raise ValueError(f"cannot resume {path} with another config ({'; '.join(differences)}); only "
+                         "total_timesteps may change")
+    if payload["toolbox"] != toolbox_info(toolbox):
+        raise ValueError(f"cannot resume {path}: it was trained with toolbox {payload['toolbox']}, "
+                         f"not {toolbox_info(toolbox)}")
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _means(recent: deque[EpisodeStats]) -> tuple[float, float, float]:
+    """Mean return, final PSNR gain and length of the recent episodes (the return telescopes to the gain)."""
+    return (_mean([s.episode_return for s in recent]), _mean([s.psnr_gain for s in recent]),
+            _mean([float(s.length) for s in recent]))
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the log rows after ``step`` (written after the checkpoint a run resumes from)."""
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:1] + [line for line in lines[1:] if int(line.split(",")[0]) <= step]))
+
+
+# ---- Training loop --------------------------------------------------------------------------------------
+
+
+def train(
+    cfg: Config,
+    out_dir: str | os.PathLike,
+    toolbox: Toolbox,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+) -> QNetwork:
+    """Train the agent with DQN on ``cfg.difficulty`` and return the Q-network.
+
+    Writes to ``out_dir``: ``checkpoint.pt`` every ``checkpoint_frequency`` steps and at the end (atomically),
+    ``log.csv`` and, at the end, ``agent.pt`` (network, config, toolbox version and metadata). ``resume``
+    continues from ``checkpoint.pt`` exactly as if never stopped (same config, ``total_timesteps`` aside, and
+    same toolbox); without it an existing checkpoint is an error, never overwritten. The checkpoint at the end
+    also restarts the episodes in flight, so a run extended past ``total_timesteps`` matches a run trained in
+    one go only if its old end was a multiple of ``checkpoint_frequency``.
+    """
+    device = resolve_device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path, log_path = out_dir / CHECKPOINT_FILE, out_dir / LOG_FILE
+    if resume and not checkpoint_path.is_file():
+        raise FileNotFoundError(f"cannot resume: there is no {checkpoint_path}")
+    if not resume and checkpoint_path.exists():
+        raise FileExistsError(f"{checkpoint_path} exists: resume it or choose another output folder")
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    q_network = QNetwork().to(device)
+    target_network = QNetwork().to(device)
+    target_network.load_state_dict(q_network.state_dict())
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=cfg.learning_rate)
+    replay = EpisodeReplay(cfg.buffer_size, cfg.replay_dtype)
+    env = RLRestoreVectorEnv(cfg.num_envs, cfg.difficulty, "train", cfg.source, toolbox, device, end_on_psnr_drop=True)
+    policy = LSTMDQNPolicy(q_network, epsilon=cfg.start_e, rng=rng)
+    collector = EpisodeCollector(env, policy, replay)
+    global_step, episodes = 0, 0
+    recent: deque[EpisodeStats] = deque(maxlen=RECENT_EPISODES)
+    losses: list[float] = []
+
+    if resume:
+        payload = read_agent_file(checkpoint_path)
+        _check_resumable(payload, cfg, toolbox, checkpoint_path)
+        q_network.load_state_dict(payload["q_network"])
+        target_network.load_state_dict(payload["target_network"])
+        optimizer.load_state_dict(payload["optimizer"])
+        replay.load_state_dict(payload["replay"])
+        global_step, episodes = payload["global_step"], payload["episodes"]
+        recent.extend(EpisodeStats(*stats) for stats in payload["recent"])
+        losses = list(payload["losses"])
+        _restore_rngs(payload["rngs"], rng)
+        _truncate_log(log_path, global_step)
+    else:
+        (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    if not log_path.exists():
+        log_path.write_text(",".join(LOG_COLUMNS) + "\n")
+    collector.restart(env_seeds(cfg.seed, global_step, cfg.num_envs))
+
+    bar = tqdm(total=cfg.total_timesteps, initial=global_step, unit="step", disable=not progress)
+    last_log_time, last_log_step = time.perf_counter(), global_step
+    while global_step < cfg.total_timesteps:
+        policy.epsilon = linear_schedule(cfg.start_e, cfg.end_e, cfg.exploration_steps, global_step)
+        taken, finished = collector.step()
+        before, global_step = global_step, global_step + taken
+        episodes += len(finished)
+        recent.extend(finished)
+        bar.update(taken)
+
+        for _ in range(crossings(max(before, cfg.learning_starts), global_step, cfg.train_frequency)):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, global_step)
+            loss = dqn_loss(q_network, target_network, replay.sample(cfg.batch_size, rng, device), cfg.gamma)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        if crossings(before, global_step, cfg.target_network_frequency):
+            target_network.load_state_dict(q_network.state_dict())
+
+        if crossings(before, global_step, cfg.log_frequency):
+            now = time.perf_counter()
+            speed = (global_step - last_log_step) / max(now - last_log_time, 1e-9)
+            row = [global_step, episodes, *_means(recent), _mean(losses), policy.epsilon,
+                   learning_rate(cfg, global_step), speed]
+            with log_path.open("a") as log:
+                log.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n")
+            bar.set_postfix(gain=f"{row[3]:.2f}dB", eps=f"{policy.epsilon:.2f}", loss=f"{row[5]:.3g}")
+            losses.clear()
+            last_log_time, last_log_step = now, global_step
+
+        if crossings(before, global_step, cfg.checkpoint_frequency) or global_step >= cfg.total_timesteps:
+            collector.restart(env_seeds(cfg.seed, global_step, cfg.num_envs))
+            checkpoint = agent_payload(q_network, cfg, toolbox, global_step)
+            checkpoint.update(
+                target_network={k: v.detach().cpu() for k, v in target_network.state_dict().items()},
+                optimizer=optimizer.state_dict(),
+                replay=replay.state_dict(),
+                episodes=episodes,
+                recent=[astuple(s) for s in recent],
+                losses=list(losses),
+                rngs=_rng_states(rng),
+            )
+            atomic_torch_save(checkpoint, checkpoint_path)
+    bar.close()
+    atomic_torch_save(agent_payload(q_network, cfg, toolbox, global_step), out_dir / AGENT_FILE)
+    return q_network
+
+
+# ---- Evaluation -----------------------------------------------------------------------------------------
+
+
+def make_test_env(difficulty: str = "moderate", toolbox: Toolbox | None = None, device: str | torch.device = "cpu"
+                  ) -> RLRestoreVectorEnv:
+    """A vector environment over the whole frozen test set of ``difficulty``, one sub-environment per patch."""
+    size = len(load_test_set(difficulty))
+    return RLRestoreVectorEnv(size, difficulty, split="test", toolbox=toolbox, device=device)
+
+
+def evaluate(policy: Policy, vec: RLRestoreVectorEnv) -> dict[str, Any]:
+    """Evaluate as the authors did: one episode per sub-environment of a ``split="test"`` environment, up to
+    3 tools, stop ending the chain (greedy for :class:`LSTMDQNPolicy` with epsilon 0).
+
+    Returns the patch count, mean input and final PSNR (dB), mean gain, mean chain length (tools applied)
+    and the test set's digest.
+    """
+    test_set = vec.supply.test_set
+    if test_set is None:
+        raise ValueError("evaluate needs a split='test' environment (the frozen test set)")
+    result = run_one_episode_each(vec, policy, seed=0)
+    return {
+        "difficulty": vec.difficulty,
+        "patches": vec.num_envs,
+        "psnr_input": float(np.mean(result["psnr_input"])),
+        "psnr": float(np.mean(result["psnr_final"])),
+        "gain": float(np.mean(result["psnr_final"] - result["psnr_input"])),
+        "chain_length": float(np.mean([len(chain) for chain in result["chains"]])),
+        "test_set_digest": test_set.digest,
+        "digest_matches": test_set.digest_matches,
+    }
+
+
+# ---- Command line ---------------------------------------------------------------------------------------
+
+
+def _toolbox(args: argparse.Namespace, device: torch.device) -> Toolbox:
+    if args.official_toolbox:
+        return Toolbox.from_official(args.official_toolbox).to(device)
+    return Toolbox.load(args.toolbox, device) if args.toolbox else Toolbox.pretrained(device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agents.lstm_dqn", description="Train or evaluate the RL-Restore "
+                                     "agent (recurrent DQN).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("train", "evaluate"):
+        command = commands.add_parser(name)
+        command.add_argument("--difficulty", default="moderate", choices=DIFFICULTIES)
+        tools = command.add_mutually_exclusive_group()
+        tools.add_argument("--toolbox", help="toolbox .pt file (default: the shipped pretrained toolbox)")
+        tools.add_argument("--official-toolbox", help="folder of the authors' released tools (tool01..tool12)")
+        command.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    train_command, evaluate_command = commands.choices["train"], commands.choices["evaluate"]
+    train_command.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    train_command.add_argument("--out", required=True, help="output folder (checkpoint, log, agent)")
+    train_command.add_argument("--seed", type=int, default=0)
+    train_command.add_argument("--source", default="builtin", help="training images: builtin or a folder")
+    train_command.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train_command.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train_command.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is far "
+                               "faster when other jobs share the cores)")
+    agent = evaluate_command.add_mutually_exclusive_group(required=True)
+    agent.add_argument("--checkpoint", help="agent.pt or checkpoint.pt written by training")
+    agent.add_argument("--official", help="folder of the authors' released agent (the one holding model.index)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = resolve_device(args.device)
+    toolbox = _toolbox(args, device)
+    if args.command == "train":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        cfg = preset(args.preset, difficulty=args.difficulty, seed=args.seed, source=args.source)
+        train(cfg, args.out, toolbox, device, resume=args.resume, progress=not args.no_progress)
+        print(f"agent written to {Path(args.out) / AGENT_FILE}")
+    else:
+        network = QNetwork.from_official(args.official).to(device) if args.official else load_agent(
+            args.checkpoint, device)[0]
+        policy = LSTMDQNPolicy(network)
+        print(json.dumps(evaluate(policy, make_test_env(args.difficulty, toolbox, device)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

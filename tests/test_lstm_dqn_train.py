@@ -1,0 +1,313 @@
+import csv
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from agents.lstm_dqn import (
+    AGENT_FILE,
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    PRESETS,
+    STOP_ACTION,
+    Config,
+    EpisodeCollector,
+    EpisodeGroup,
+    EpisodeReplay,
+    LSTMDQNPolicy,
+    QNetwork,
+    build_parser,
+    crossings,
+    dqn_loss,
+    evaluate,
+    learning_rate,
+    linear_schedule,
+    load_agent,
+    preset,
+    td_targets,
+    train,
+)
+from restore_gym.rollout import run_one_episode_each
+from restore_gym.tf_checkpoint import CheckpointError
+from restore_gym.toolbox import Toolbox
+from restore_gym.vector_env import RLRestoreVectorEnv
+
+
+class ShiftToolbox(Toolbox):
+    """Tool k adds the constant (k - 5.5) / 400: deterministic and cheap. Some tools raise a patch's PSNR and
+    some lower it, so episodes of every length occur. The training tests exercise the DQN machinery, not the
+    tools, and real tools would make them several times slower on a busy CPU."""
+
+    def forward(self, x, tool_ids):
+        shift = (torch.as_tensor(np.asarray(tool_ids), dtype=x.dtype, device=x.device) - 5.5) / 400
+        return x + shift.view(-1, 1, 1, 1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tensors are tiny: a second torch thread only waits on a busy CPU (10x slower measured under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def toolbox():
+    torch.manual_seed(0)
+    return Toolbox()
+
+
+@pytest.fixture(scope="module")
+def shift_toolbox():
+    return ShiftToolbox()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shift_toolbox):
+    """The smoke preset trained in one go: (output folder, network)."""
+    out = tmp_path_factory.mktemp("one_go")
+    return out, train(PRESETS["smoke"], out, shift_toolbox, progress=False)
+
+
+def test_presets_and_config_checks():
+    assert PRESETS["paper"] == Config()
+    paper = PRESETS["paper"]
+    assert (paper.buffer_size, paper.learning_starts, paper.total_timesteps, paper.train_frequency) == (
+        500_000, 5_000, 2_000_000, 4)
+    assert (paper.batch_size, paper.target_network_frequency, paper.gamma) == (32, 10_000, 0.99)
+    assert (paper.learning_rate, paper.lr_decay, paper.lr_decay_steps, paper.lr_min) == (1e-4, 0.5, 1_000_000, 2.5e-5)
+    assert (paper.start_e, paper.end_e, paper.exploration_steps) == (1.0, 0.1, 1_000_000)
+    assert preset("cpu", seed=3).seed == 3
+    with pytest.raises(ValueError, match="unknown preset 'fast'.*paper, cpu, smoke"):
+        preset("fast")
+    with pytest.raises(ValueError, match="num_envs=0"):
+        preset("smoke", num_envs=0)
+    with pytest.raises(ValueError, match="replay_dtype"):
+        Config(replay_dtype="uint8")
+    with pytest.raises(ValueError, match="unknown difficulty"):
+        Config(difficulty="hard")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--preset", "fast", "--out", "x"])
+
+
+def test_epsilon_and_learning_rate_schedules():
+    assert linear_schedule(1.0, 0.1, 1_000_000, 0) == 1.0
+    assert linear_schedule(1.0, 0.1, 1_000_000, 500_000) == pytest.approx(0.55)
+    assert linear_schedule(1.0, 0.1, 1_000_000, 1_000_000) == pytest.approx(0.1)
+    assert linear_schedule(1.0, 0.1, 1_000_000, 3_000_000) == pytest.approx(0.1)
+    paper = PRESETS["paper"]
+    assert [learning_rate(paper, s) for s in (0, 999_999, 1_000_000, 1_999_999, 2_000_000, 9_000_000)] == [
+        1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 2.5e-5]
+    assert [crossings(3, 9, 4), crossings(4, 7, 4), crossings(0, 32, 4), crossings(9, 5, 4)] == [2, 0, 8, 0]
+
+
+def _episode(value: float, length: int, first_action: int):
+    images = np.full((length, 3, 63, 63), value, dtype=np.float32)
+    actions = np.arange(first_action, first_action + length)
+    return images, actions, np.arange(length, dtype=np.float32) + value
+
+
+def test_replay_groups_sampled_episodes_by_length_and_weights_groups_by_size():
+    replay = EpisodeReplay(100)
+    stored = {0: (0.25, 1), 1: (0.5, 2), 2: (0.75, 3), 3: (0.125, 2)}  # first action -> (image value, length)
+    for first, (value, length) in stored.items():
+        replay.add(*_episode(value, length, first))
+    assert replay.images.dtype == np.float16 and (replay.num_episodes, replay.num_steps) == (4, 8)
+    groups = replay.sample(64, np.random.default_rng(0))
+    assert [g.actions.shape[1] for g in groups] == [1, 2, 3]
+    assert sum(g.actions.shape[0] for g in groups) == 64
+    for group in groups:
+        n, length = group.actions.shape
+        assert group.weight == n / 64 and group.images.shape == (n, length, 3, 63, 63)
+        assert group.images.dtype == torch.float32
+        for images, actions, rewards in zip(group.images, group.actions, group.rewards):
+            value, size = stored[int(actions[0])]
+            assert size == length
+            expected = _episode(value, length, int(actions[0]))
+            assert torch.equal(images, torch.from_numpy(expected[0]))
+            assert actions.tolist() == expected[1].tolist() and rewards.tolist() == expected[2].tolist()
+    assert sum(g.weight for g in groups) == pytest.approx(1.0)
+
+
+def test_replay_evicts_whole_episodes_first_in_first_out():
+    replay = EpisodeReplay(5, dtype="float32")
+    replay.add(*_episode(0.1, 2, 0))  # slots 0-1
+    replay.add(*_episode(0.2, 3, 1))  # slots 2-4
+    replay.add(*_episode(0.3, 2, 2))  # does not fit at 5: slots 0-1, the first episode leaves
+    assert (replay.num_episodes, replay.num_steps) == (2, 5)
+    replay.add(*_episode(0.4, 1, 3))  # slot 2: the second episode loses its first step and leaves
+    assert (replay.num_episodes, replay.num_steps) == (2, 3)
+    firsts = {int(g.actions[k, 0]) for g in replay.sample(50, np.random.default_rng(1)) for k in range(len(g.actions))}
+    assert firsts == {2, 3}
+    with pytest.raises(ValueError, match="1 to 3 steps"):
+        replay.add(*_episode(0.5, 4, 0))
+    with pytest.raises(RuntimeError, match="no finished episode"):
+        EpisodeReplay(10).sample(4, np.random.default_rng(0))
+
+
+def test_td_targets_hand_example():
+    target_q = torch.zeros(2, 3, 13)
+    target_q[0, 1, 4] = 2.0  # max of step 1 of episode 0
+    target_q[0, 2, 7] = -1.0
+    target_q[0, 2, :7] = -3.0
+    target_q[0, 2, 8:] = -3.0  # max of step 2 of episode 0 is -1
+    target_q[1, 1] = 5.0
+    target_q[1, 0] = 100.0  # step 0 never bootstraps anything
+    rewards = torch.tensor([[1.0, 0.5, -0.25], [0.0, 3.0, 2.0]])
+    expected = torch.tensor([[1.0 + 0.9 * 2.0, 0.5 + 0.9 * -1.0, -0.25], [0.0 + 0.9 * 5.0, 3.0 + 0.9 * 0.0, 2.0]])
+    assert torch.allclose(td_targets(target_q, rewards, gamma=0.9), expected)
+    single = td_targets(target_q[:, :1], rewards[:, :1], gamma=0.9)  # one-step episodes: y = r
+    assert torch.equal(single, rewards[:, :1])
+
+
+class CountingNetwork(nn.Module):
+    """Q(s, a) = mean(s) * (a + 1) + (steps seen so far, carried in the state) + 10 * (a previous tool was fed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, image, prev_onehot, state=None):
+        seen = torch.zeros(image.shape[0]) if state is None else state[0]
+        q = self.scale * image.mean(dim=(1, 2, 3))[:, None] * torch.arange(1.0, 14.0)
+        q = q + seen[:, None] + 10.0 * prev_onehot.sum(dim=1, keepdim=True)
+        return q, (seen + 1, seen + 1)
+
+
+def test_loss_hand_example_with_terminal_steps_and_group_weights():
+    gamma = 0.9
+    # A: one step on an image of mean 0.5, action 2, reward 1: Q = 0.5 * 3 = 1.5, y = 1 (terminal).
+    a = EpisodeGroup(torch.full((1, 1, 3, 63, 63), 0.5), torch.tensor([[2]]), torch.tensor([[1.0]]), weight=0.25)
+    # B (three copies): images of mean 0.1 then 0.2, tool 4 then stop, rewards 0.3 then 0.
+    # t=0: Q = 0.1 * 5 = 0.5; y = 0.3 + 0.9 * max_a Q'(s_1) = 0.3 + 0.9 * (0.2 * 13 + 1 + 10) = 12.54.
+    # t=1: Q = 0.2 * 13 + 1 (one step seen) + 10 (tool 4 fed as previous) = 13.6; y = 0 (terminal).
+    images = torch.stack([torch.full((3, 63, 63), 0.1), torch.full((3, 63, 63), 0.2)]).expand(3, 2, 3, 63, 63)
+    b = EpisodeGroup(images, torch.tensor([[4, STOP_ACTION]] * 3), torch.tensor([[0.3, 0.0]] * 3), weight=0.75)
+    huber_a = 0.5 * 0.5**2
+    huber_b = ((12.54 - 0.5 - 0.5) + (13.6 - 0.5)) / 2
+    loss = dqn_loss(CountingNetwork(), CountingNetwork(), [a, b], gamma)
+    assert loss.item() == pytest.approx(0.25 * huber_a + 0.75 * huber_b, rel=1e-5)
+
+
+def test_collector_stores_every_finished_episode_and_never_the_autoreset_step(shift_toolbox):
+    env = RLRestoreVectorEnv(4, toolbox=shift_toolbox, end_on_psnr_drop=True)
+    reports = []
+    env.add_episode_listener(reports.extend)
+    replay = EpisodeReplay(500, dtype="float32")
+    torch.manual_seed(0)
+    collector = EpisodeCollector(env, LSTMDQNPolicy(QNetwork(), epsilon=1.0, rng=np.random.default_rng(0)), replay)
+    collector.restart([0, 1, 2, 3])
+    taken = finished = 0
+    for _ in range(15):
+        steps, episodes = collector.step()
+        taken, finished = taken + steps, finished + len(episodes)
+    assert len(reports) == finished == replay.num_episodes > 8
+    in_flight = sum(len(steps) for steps in collector.running)
+    assert taken == replay.num_steps + in_flight < 15 * 4
+    starts = np.flatnonzero(replay.length)
+    lengths = replay.length[starts]
+    assert set(lengths.tolist()) == {1, 2, 3}
+    for start, length, report in zip(starts, lengths, reports):
+        actions = replay.actions[start : start + length].tolist()
+        assert STOP_ACTION not in actions[:-1]
+        assert [a for a in actions if a != STOP_ACTION] == list(report.chain)
+        np.testing.assert_array_equal(replay.images[start], report.degraded.numpy())
+
+
+def test_policy_resets_its_lstm_state_on_new_episodes(toolbox):
+    torch.manual_seed(1)
+    policy = LSTMDQNPolicy(QNetwork())
+    rng = np.random.default_rng(0)
+    first = {"image": rng.random((2, 3, 63, 63), dtype=np.float32), "previous_tool": np.zeros((2, 12), np.float32),
+             "step": np.array([0, 0])}
+    policy(None, first)
+    previous = np.zeros((2, 12), np.float32)
+    previous[0, 3] = 1.0
+    second = {"image": rng.random((2, 3, 63, 63), dtype=np.float32), "previous_tool": previous,
+              "step": np.array([1, 0])}
+    policy(None, second)
+    fresh = LSTMDQNPolicy(policy.network)
+    fresh(None, second)
+    assert torch.equal(policy.state[0][1], fresh.state[0][1]) and torch.equal(policy.state[1][1], fresh.state[1][1])
+    assert not torch.equal(policy.state[0][0], fresh.state[0][0])
+    vec = RLRestoreVectorEnv(3, split="test", toolbox=toolbox)
+    runs = [run_one_episode_each(vec, policy) for _ in range(2)]  # the second run starts from carried-over states
+    assert runs[0]["chains"] == runs[1]["chains"]
+    np.testing.assert_array_equal(runs[0]["psnr_final"], runs[1]["psnr_final"])
+
+
+def test_evaluate_returns_sane_numbers_on_a_small_test_env(toolbox):
+    torch.manual_seed(2)
+    vec = RLRestoreVectorEnv(4, difficulty="moderate", split="test", toolbox=toolbox)
+    result = evaluate(LSTMDQNPolicy(QNetwork()), vec)
+    assert result["patches"] == 4 and result["difficulty"] == "moderate"
+    assert 10.0 < result["psnr_input"] < 40.0 and np.isfinite(result["psnr"])
+    assert result["gain"] == pytest.approx(result["psnr"] - result["psnr_input"], abs=1e-9)
+    assert 0.0 <= result["chain_length"] <= 3.0 and len(result["test_set_digest"]) == 64
+    with pytest.raises(ValueError, match="split='test'"):
+        evaluate(LSTMDQNPolicy(QNetwork()), RLRestoreVectorEnv(2, toolbox=toolbox))
+
+
+def _log_without_speed(path):
+    with open(path) as handle:
+        return [{k: v for k, v in row.items() if k != "steps_per_s"} for row in csv.DictReader(handle)]
+
+
+def test_resume_is_exact(trained, tmp_path, shift_toolbox):
+    one_dir, one = trained
+    cfg = PRESETS["smoke"]
+    assert cfg.total_timesteps == 2 * cfg.checkpoint_frequency
+    two_dir = tmp_path / "two"
+    train(replace(cfg, total_timesteps=cfg.checkpoint_frequency), two_dir, shift_toolbox, progress=False)
+    two = train(cfg, two_dir, shift_toolbox, resume=True, progress=False)
+    for (name, a), b in zip(one.state_dict().items(), two.state_dict().values()):
+        assert torch.equal(a, b), name
+    ckpt_one, ckpt_two = (torch.load(d / CHECKPOINT_FILE, weights_only=True) for d in (one_dir, two_dir))
+    assert ckpt_one["global_step"] == ckpt_two["global_step"] >= cfg.total_timesteps
+    assert ckpt_one["episodes"] == ckpt_two["episodes"] and ckpt_one["rngs"]["numpy"] == ckpt_two["rngs"]["numpy"]
+    for key in ("target_network", "replay"):
+        for name, value in ckpt_one[key].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(ckpt_two[key][name])), (key, name)
+    assert ckpt_one["replay"]["length"].unique().tolist() == [0, 1, 2, 3]
+    for name, value in ckpt_one["optimizer"]["state"][0].items():
+        assert torch.equal(value, ckpt_two["optimizer"]["state"][0][name]), name
+    log = _log_without_speed(one_dir / LOG_FILE)
+    assert log == _log_without_speed(two_dir / LOG_FILE)
+    assert len(log) == cfg.total_timesteps // cfg.log_frequency and float(log[-1]["loss"]) > 0
+
+
+def test_agent_files_and_clear_errors(trained, tmp_path, shift_toolbox):
+    out, network = trained
+    loaded, info = load_agent(out / AGENT_FILE)
+    assert all(torch.equal(a, b) for a, b in zip(network.state_dict().values(), loaded.state_dict().values()))
+    assert info["config"] == PRESETS["smoke"].__dict__ and info["toolbox"] == {"version": 0, "metadata": {}}
+    assert LSTMDQNPolicy.load(out / CHECKPOINT_FILE).network.q.weight.shape == (13, 50)
+    payload = torch.load(out / AGENT_FILE, weights_only=True)
+    cases = {
+        "architecture 'other-net'": {**payload, "architecture": "other-net"},
+        "14 actions": {**payload, "num_actions": 14},
+        "q.weight: \\(14, 50\\) instead of \\(13, 50\\)": {
+            **payload, "q_network": {**payload["q_network"], "q.weight": torch.zeros(14, 50)}},
+        "not an agent file": {"weights": payload["q_network"]},
+    }
+    for message, bad in cases.items():
+        torch.save(bad, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=message):
+            load_agent(tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_agent(tmp_path / "absent.pt")
+    with pytest.raises(FileExistsError, match="resume"):
+        train(PRESETS["smoke"], out, shift_toolbox, progress=False)
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(PRESETS["smoke"], tmp_path / "empty", shift_toolbox, resume=True, progress=False)
+    with pytest.raises(ValueError, match="batch_size: 8 saved, 4 now"):
+        train(preset("smoke", batch_size=4), out, shift_toolbox, resume=True, progress=False)
+    with pytest.raises(ValueError, match="toolbox"):
+        train(PRESETS["smoke"], out, Toolbox(version=2), resume=True, progress=False)
+    (tmp_path / "agent_only").mkdir()
+    torch.save(payload, tmp_path / "agent_only" / CHECKPOINT_FILE)
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        train(PRESETS["smoke"], tmp_path / "agent_only", shift_toolbox, resume=True, progress=False)
