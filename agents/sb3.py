@@ -1,0 +1,441 @@
+"""Stable-Baselines3 agents on RL-Restore: DQN, QR-DQN, PPO, A2C and RecurrentPPO with zoo-style hyperparameters.
+
+``python -m agents.sb3 --algo {dqn,qrdqn,ppo,a2c,recurrent_ppo} [--env RLRestore-v0] [--seed 0] [--timesteps N]
+[--device cpu|cuda] [--out runs/sb3/ALGO-ENV-SEED] [--toolbox PATH] [--hyperparams FILE] [--eval-difficulty D]``
+
+Hyperparameters follow the RL Baselines3 Zoo layout: ``agents/hyperparams/ALGO.yml`` holds one block per
+environment id with the zoo keys ``n_envs``, ``n_timesteps``, ``policy``, ``policy_kwargs`` (a mapping; class
+names such as ``activation_fn: ReLU`` or ``features_extractor_class: NatureCNN`` resolve from a fixed list,
+nothing is evaluated), ``env_kwargs`` (keyword arguments of the environment: ``observation``, ``difficulty``,
+...) and the algorithm's constructor arguments. ``learning_rate`` / ``clip_range`` / ``clip_range_vf`` may be
+``lin_<value>``: linear decay from the value to 0, as in the zoo. Any other key is an error naming the file.
+
+Training runs on the batched vector environment through :class:`restore_gym.sb3.RLRestoreSB3VecEnv` (wrapped
+in ``VecMonitor``). A run folder holds ``config.yml`` (the resolved hyperparameters and run arguments),
+``progress.csv`` (SB3's training log), ``model.zip`` (written atomically) and ``eval.json``: the greedy policy
+once on every patch of a frozen test set (see :func:`evaluate_on_test_set`), with provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import inspect
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from gymnasium import spaces
+from sb3_contrib import QRDQN, RecurrentPPO
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecMonitor
+from torch import nn
+
+from restore_gym.data import load_test_set
+from restore_gym.degrade import DIFFICULTIES, check_difficulty
+from restore_gym.env import observe
+from restore_gym.records import provenance, write_json_atomic, write_text_atomic
+from restore_gym.rollout import run_one_episode_each
+from restore_gym.sb3 import RLRestoreSB3VecEnv
+from restore_gym.toolbox import Toolbox
+from restore_gym.vector_env import RLRestoreVectorEnv
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
+    "a2c": A2C, "dqn": DQN, "ppo": PPO, "qrdqn": QRDQN, "recurrent_ppo": RecurrentPPO,
+}
+HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+DEFAULT_ENV_ID = "RLRestore-v0"
+MODEL_FILE, CONFIG_FILE, EVAL_FILE = "model.zip", "config.yml", "eval.json"
+
+# Zoo keys consumed here; every other key of a block is a constructor argument of the algorithm.
+ZOO_KEYS: tuple[str, ...] = ("n_envs", "n_timesteps", "policy", "env_kwargs")
+# Constructor arguments the trainer sets itself (or that YAML cannot express).
+TRAINER_KEYS: tuple[str, ...] = (
+    "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model",
+    "replay_buffer_class", "rollout_buffer_class",
+)
+# Environment arguments fixed by the trainer: training uses the train split, evaluation the test split.
+TRAINER_ENV_KEYS: tuple[str, ...] = ("num_envs", "split", "toolbox", "device", "render_mode")
+SCHEDULE_KEYS: tuple[str, ...] = ("learning_rate", "clip_range", "clip_range_vf")
+# Names that policy_kwargs values of CLASS_KEYS may take (an optional "nn." prefix is allowed).
+POLICY_CLASSES: dict[str, type] = {
+    "ReLU": nn.ReLU, "Tanh": nn.Tanh, "ELU": nn.ELU, "LeakyReLU": nn.LeakyReLU, "GELU": nn.GELU, "SiLU": nn.SiLU,
+    "NatureCNN": NatureCNN, "CombinedExtractor": CombinedExtractor, "FlattenExtractor": FlattenExtractor,
+    "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "RMSprop": torch.optim.RMSprop,
+}
+CLASS_KEYS: tuple[str, ...] = ("activation_fn", "features_extractor_class", "optimizer_class")
+# Loading for inference only: schedules saved with a model are not needed (and may not unpickle elsewhere).
+_INFERENCE_OBJECTS = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0,
+                      "exploration_schedule": lambda _: 0.0}
+
+
+# ---- Hyperparameters ------------------------------------------------------------------------------------
+
+
+def algorithm_class(algo: str) -> type[BaseAlgorithm]:
+    """The SB3 class of ``algo`` (a key of :data:`ALGORITHMS`); ValueError listing the known names otherwise."""
+    if algo not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algo!r}; known algorithms: {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[algo]
+
+
+def default_hyperparams_file(algo: str) -> Path:
+    """``agents/hyperparams/ALGO.yml``."""
+    algorithm_class(algo)
+    return HYPERPARAMS_DIR / f"{algo}.yml"
+
+
+def _parameters(function: Any, skip: tuple[str, ...]) -> list[str]:
+    return [name for name in inspect.signature(function).parameters if name not in ("self", *skip)]
+
+
+def _check_keys(given: Mapping, valid: list[str], what: str, where: str) -> None:
+    for key in given:
+        if key not in valid:
+            raise ValueError(f"{where}: unknown {what} key {key!r}; valid keys: {', '.join(sorted(valid))}")
+
+
+def _schedule(key: str, value: Any, where: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    kind, _, number = value.partition("_")
+    try:
+        if kind == "lin":
+            return LinearSchedule(float(number), 0.0, 1.0)
+    except ValueError:
+        pass
+    raise ValueError(f"{where}: {key} {value!r} is neither a number nor 'lin_<number>'")
+
+
+def resolve_policy_kwargs(policy_kwargs: Mapping[str, Any], where: str = "policy_kwargs") -> dict[str, Any]:
+    """``policy_kwargs`` with the class names of :data:`CLASS_KEYS` replaced by classes of :data:`POLICY_CLASSES`."""
+    resolved = dict(policy_kwargs)
+    for key in CLASS_KEYS:
+        if key in resolved:
+            name = resolved[key]
+            cls = POLICY_CLASSES.get(name.removeprefix("nn.")) if isinstance(name, str) else None
+            if cls is None:
+                raise ValueError(f"{where}: policy_kwargs {key} {name!r} is not a known name; "
+                                 f"known: {', '.join(POLICY_CLASSES)}")
+            resolved[key] = cls
+    return resolved
+
+
+def validate_hyperparams(algo: str, hyperparams: Mapping[str, Any], where: str) -> None:
+    """Check one block: zoo keys and ``algo``'s constructor arguments only, a policy ``algo`` knows,
+    ``policy_kwargs`` keys that its policy class takes, ``env_kwargs`` keys that the environment takes.
+    Raises ValueError naming ``where``, the key and the valid keys."""
+    cls = algorithm_class(algo)
+    for key in hyperparams:
+        if key in TRAINER_KEYS:
+            raise ValueError(f"{where}: {key!r} is set by the trainer, not by the hyperparameters")
+    _check_keys(hyperparams, [*ZOO_KEYS, *_parameters(cls.__init__, ("policy", *TRAINER_KEYS))],
+                f"{cls.__name__} hyperparameter", where)
+    if "policy" not in hyperparams:
+        raise ValueError(f"{where}: no policy; choose one of {', '.join(cls.policy_aliases)}")
+    policy = hyperparams["policy"]
+    if policy not in cls.policy_aliases:
+        raise ValueError(f"{where}: policy {policy!r} is not a {cls.__name__} policy; "
+                         f"choose one of {', '.join(cls.policy_aliases)}")
+    for key in ("n_envs", "n_timesteps"):
+        value = hyperparams.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1 or value != int(value):
+            raise ValueError(f"{where}: {key} must be a positive integer, got {value!r}")
+    for key in SCHEDULE_KEYS:
+        if key in hyperparams:
+            _schedule(key, hyperparams[key], where)
+    for key in ("policy_kwargs", "env_kwargs"):
+        if not isinstance(hyperparams.get(key, {}), Mapping):
+            raise ValueError(f"{where}: {key} must be a mapping, got {hyperparams[key]!r}")
+    policy_kwargs = hyperparams.get("policy_kwargs", {})
+    policy_parameters = _parameters(cls.policy_aliases[policy].__init__,
+                                    ("observation_space", "action_space", "lr_schedule"))
+    _check_keys(policy_kwargs, policy_parameters, f"{policy} policy_kwargs", where)
+    resolve_policy_kwargs(policy_kwargs, where)
+    env_kwargs = hyperparams.get("env_kwargs", {})
+    for key in env_kwargs:
+        if key in TRAINER_ENV_KEYS:
+            raise ValueError(f"{where}: env_kwargs {key!r} is set by the trainer")
+    _check_keys(env_kwargs, _parameters(RLRestoreVectorEnv.__init__, TRAINER_ENV_KEYS), "env_kwargs", where)
+
+
+def load_hyperparams(
+    algo: str,
+    env_id: str = DEFAULT_ENV_ID,
+    path: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The block of ``env_id`` in ``path`` (default :func:`default_hyperparams_file`), its top-level keys
+    replaced by ``overrides``, validated by :func:`validate_hyperparams`. The result is a fresh plain dict."""
+    path = Path(path) if path is not None else default_hyperparams_file(algo)
+    algorithm_class(algo)
+    if not path.is_file():
+        raise FileNotFoundError(f"hyperparameter file {path} does not exist")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of environment ids to hyperparameter blocks")
+    if env_id not in data:
+        raise ValueError(f"{path} has no block for environment {env_id!r}; blocks: {', '.join(map(str, data))}")
+    if not isinstance(data[env_id], dict):
+        raise ValueError(f"{path}: the block of {env_id!r} must be a mapping, got {data[env_id]!r}")
+    hyperparams = copy.deepcopy({**data[env_id], **(overrides or {})})
+    validate_hyperparams(algo, hyperparams, f"{path} [{env_id}]" + (" with overrides" if overrides else ""))
+    return hyperparams
+
+
+def model_kwargs(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor keyword arguments of a validated block (zoo keys dropped, names and schedules resolved)."""
+    kwargs = {key: value for key, value in hyperparams.items() if key not in ZOO_KEYS}
+    for key in SCHEDULE_KEYS:
+        if key in kwargs:
+            kwargs[key] = _schedule(key, kwargs[key], "hyperparameters")
+    if "policy_kwargs" in kwargs:
+        kwargs["policy_kwargs"] = resolve_policy_kwargs(kwargs["policy_kwargs"])
+    return kwargs
+
+
+# ---- Environments and policies --------------------------------------------------------------------------
+
+
+def make_env(
+    env_id: str = DEFAULT_ENV_ID,
+    n_envs: int = 1,
+    env_kwargs: Mapping[str, Any] | None = None,
+    toolbox: Toolbox | None = None,
+    device: str | torch.device = "cpu",
+) -> RLRestoreSB3VecEnv:
+    """``gym.make_vec(env_id)`` (the batched train-split environment) as an SB3 VecEnv. A ``difficulty`` in
+    ``env_kwargs`` must agree with a fixed-difficulty id such as ``RLRestoreSevere-v0``."""
+    kwargs = dict(env_kwargs or {})
+    fixed = gym.spec(env_id).kwargs.get("difficulty")
+    if fixed is not None and kwargs.get("difficulty", fixed) != fixed:
+        raise ValueError(f"{env_id} has difficulty {fixed!r}; env_kwargs asks for {kwargs['difficulty']!r}")
+    vec = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", toolbox=toolbox,
+                       device=device, **kwargs)
+    return RLRestoreSB3VecEnv.from_vector_env(vec)
+
+
+def observation_mode_of(space: spaces.Space) -> str:
+    """The RL-Restore observation mode ("dict", "uint8" or "image") of ``space``, channel-first or last."""
+    if isinstance(space, spaces.Box) and len(space.shape) == 3 and 5 in (space.shape[0], space.shape[-1]):
+        return "image"
+    if isinstance(space, spaces.Dict) and set(space.spaces) == {"image", "previous_tool", "step"}:
+        return "uint8" if space["image"].dtype == np.uint8 else "dict"
+    raise ValueError(f"not an RL-Restore observation space: {space}")
+
+
+class SB3Policy:
+    """A trained SB3 model as a policy of :mod:`restore_gym.rollout`: ``policy(env, obs) -> actions``, greedy.
+
+    ``observation_mode`` is the mode the model was trained on (default: read from the model). An environment
+    of another mode is re-observed in the model's mode (``observe(env.batch, mode)``: the same state, encoded
+    differently), so the policy runs on any :class:`RLRestoreVectorEnv`. For ``RecurrentPPO`` the LSTM states
+    are carried between calls and reset on rows whose step is 0 (and on a change of batch size).
+    """
+
+    def __init__(self, model: BaseAlgorithm, observation_mode: str | None = None) -> None:
+        inferred = observation_mode_of(model.observation_space)
+        if observation_mode is not None and observation_mode != inferred:
+            raise ValueError(f"the model was trained on observation mode {inferred!r}, not {observation_mode!r}")
+        self.model = model
+        self.observation_mode = inferred
+        self.recurrent = isinstance(model, RecurrentPPO)
+        self.state: tuple[np.ndarray, ...] | None = None
+
+    def _steps(self, observation: Any) -> np.ndarray:
+        if self.observation_mode == "image":
+            return observation[:, 0, 0, 4] // 85  # the step plane holds 85 * step
+        return np.asarray(observation["step"])
+
+    def __call__(self, env: Any, observation: Any) -> np.ndarray:
+        if getattr(env, "observation_mode", self.observation_mode) != self.observation_mode:
+            observation = observe(env.batch, self.observation_mode)
+        if not self.recurrent:
+            return self.model.predict(observation, deterministic=True)[0]
+        starts = self._steps(observation) == 0
+        if self.state is not None and self.state[0].shape[1] != len(starts):
+            self.state = None
+        actions, self.state = self.model.predict(observation, state=self.state, episode_start=starts,
+                                                 deterministic=True)
+        return actions
+
+
+def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> SB3Policy:
+    """The greedy :class:`SB3Policy` of a run folder (or its ``model.zip``) written by :func:`train`; the
+    algorithm is read from the folder's ``config.yml``."""
+    path = Path(path)
+    folder, model_file = (path, path / MODEL_FILE) if path.is_dir() else (path.parent, path)
+    config_file = folder / CONFIG_FILE
+    if not model_file.is_file() or not config_file.is_file():
+        raise FileNotFoundError(f"{path} is not an SB3 run: expected {model_file} and {config_file}")
+    algo = yaml.safe_load(config_file.read_text())["algo"]
+    model = algorithm_class(algo).load(model_file, device=device, custom_objects=_INFERENCE_OBJECTS)
+    return SB3Policy(model)
+
+
+def evaluate_on_test_set(
+    policy: SB3Policy,
+    difficulty: str,
+    toolbox: Toolbox | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Run ``policy`` once on every patch of the frozen test set of ``difficulty`` (one sub-environment of a
+    ``split="test"`` environment per patch, in the policy's observation mode, no end on a PSNR drop).
+
+    Returns the patch count, mean input and final PSNR (dB), mean gain, mean chain length (tools applied),
+    the test set's digest and whether it matches the recorded one.
+    """
+    check_difficulty(difficulty)
+    test_set = load_test_set(difficulty)
+    vec = RLRestoreVectorEnv(len(test_set), difficulty, split="test", toolbox=toolbox, device=device,
+                             observation=policy.observation_mode)
+    result = run_one_episode_each(vec, policy, seed=0)
+    return {
+        "difficulty": difficulty,
+        "patches": vec.num_envs,
+        "psnr_input": float(np.mean(result["psnr_input"])),
+        "psnr": float(np.mean(result["psnr_final"])),
+        "gain": float(np.mean(result["psnr_final"] - result["psnr_input"])),
+        "chain_length": float(np.mean([len(chain) for chain in result["chains"]])),
+        "test_set_digest": vec.supply.test_set.digest,
+        "digest_matches": vec.supply.test_set.digest_matches,
+    }
+
+
+# ---- Training -------------------------------------------------------------------------------------------
+
+
+def default_out_dir(algo: str, env_id: str = DEFAULT_ENV_ID, seed: int = 0) -> Path:
+    """``runs/sb3/ALGO-ENV-SEED``."""
+    return Path("runs") / "sb3" / f"{algo}-{env_id}-{seed}"
+
+
+def save_model_atomic(model: BaseAlgorithm, path: str | os.PathLike) -> None:
+    """``model.save`` to a temp file in the same folder, then ``os.replace`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            model.save(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _toolbox(toolbox: Toolbox | str | os.PathLike | None, device: str | torch.device) -> Toolbox:
+    if toolbox is None:
+        return Toolbox.pretrained(device)
+    if isinstance(toolbox, Toolbox):
+        return toolbox.to(device)
+    return Toolbox.load(toolbox, device)
+
+
+def train(
+    algo: str,
+    env_id: str = DEFAULT_ENV_ID,
+    seed: int = 0,
+    timesteps: int | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    hyperparams: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    toolbox: Toolbox | str | os.PathLike | None = None,
+    device: str = "cpu",
+    eval_difficulty: str | None = None,
+    verbose: int = 0,
+) -> tuple[BaseAlgorithm, dict[str, Any]]:
+    """Train ``algo`` on ``env_id`` with the hyperparameters of ``hyperparams`` (default
+    ``agents/hyperparams/ALGO.yml``; top-level keys replaced by ``overrides``; ``timesteps`` replaces
+    ``n_timesteps``), then evaluate it greedily on the test set of ``eval_difficulty`` (default: the
+    environment's difficulty).
+
+    ``toolbox`` is a Toolbox, a toolbox file or None (the shipped one). Writes ``config.yml``,
+    ``progress.csv``, ``model.zip`` and ``eval.json`` to ``out`` (default :func:`default_out_dir`).
+    Returns the model and the evaluation record written to ``eval.json``.
+    """
+    if eval_difficulty is not None:
+        check_difficulty(eval_difficulty)
+    hyperparams_file = Path(hyperparams) if hyperparams is not None else default_hyperparams_file(algo)
+    if timesteps is not None:
+        overrides = {**(overrides or {}), "n_timesteps": timesteps}
+    block = load_hyperparams(algo, env_id, hyperparams_file, overrides)
+    if "n_timesteps" not in block:
+        raise ValueError(f"{hyperparams_file} [{env_id}] has no n_timesteps; give timesteps")
+    out = Path(out) if out is not None else default_out_dir(algo, env_id, seed)
+    tools = _toolbox(toolbox, device)
+    env = make_env(env_id, int(block.get("n_envs", 1)), block.get("env_kwargs"), tools, device)
+    config = {"algo": algo, "env_id": env_id, "seed": seed, "device": str(device),
+              "toolbox": None if toolbox is None or isinstance(toolbox, Toolbox) else str(toolbox),
+              "hyperparams_file": str(hyperparams_file), "hyperparams": block}
+    write_text_atomic(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+    model = algorithm_class(algo)(block["policy"], VecMonitor(env), seed=seed, device=device, verbose=verbose,
+                                  **model_kwargs(block))
+    model.set_logger(configure(str(out), ["csv", "stdout"] if verbose else ["csv"]))
+    start = time.perf_counter()
+    model.learn(total_timesteps=int(block["n_timesteps"]))
+    train_seconds = time.perf_counter() - start
+    save_model_atomic(model, out / MODEL_FILE)
+
+    difficulty = eval_difficulty or env.vector_env.difficulty
+    record = {
+        "agent": f"sb3-{algo}", "algo": algo, "env_id": env_id, "seed": seed,
+        "timesteps": int(model.num_timesteps), "train_seconds": train_seconds,
+        **evaluate_on_test_set(SB3Policy(model), difficulty, tools, device),
+        "toolbox": {"version": tools.version, "metadata": dict(tools.metadata)},
+        "provenance": provenance(),
+    }
+    write_json_atomic(out / EVAL_FILE, record)
+    return model, record
+
+
+# ---- Command line ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agents.sb3", description="Train a Stable-Baselines3 agent on "
+                                     "RL-Restore with zoo-style hyperparameters, then evaluate it on a test set.")
+    parser.add_argument("--algo", required=True, choices=list(ALGORITHMS))
+    parser.add_argument("--env", default=DEFAULT_ENV_ID, help="environment id (a block of the hyperparameter file)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timesteps", type=int, help="total environment steps (default: n_timesteps of the file)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (model and environment)")
+    parser.add_argument("--out", help="run folder (default: runs/sb3/ALGO-ENV-SEED)")
+    parser.add_argument("--toolbox", help="toolbox .pt file (default: the shipped pretrained toolbox)")
+    parser.add_argument("--hyperparams", help="hyperparameter YAML file (default: agents/hyperparams/ALGO.yml)")
+    parser.add_argument("--eval-difficulty", choices=DIFFICULTIES, help="test set (default: the env's difficulty)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = None if args.timesteps is None else {"n_timesteps": args.timesteps}
+    try:
+        load_hyperparams(args.algo, args.env, args.hyperparams, overrides)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    _, record = train(args.algo, args.env, args.seed, args.timesteps, out=args.out, hyperparams=args.hyperparams,
+                      toolbox=args.toolbox, device=args.device, eval_difficulty=args.eval_difficulty, verbose=1)
+    summary = {key: record[key] for key in ("difficulty", "psnr_input", "psnr", "gain", "chain_length")}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,201 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import A2C
+from stable_baselines3.common.utils import LinearSchedule
+from torch import nn
+
+from agents import sb3
+from agents.sb3 import (
+    ALGORITHMS,
+    SB3Policy,
+    algorithm_class,
+    load_hyperparams,
+    load_policy,
+    make_env,
+    model_kwargs,
+    train,
+    validate_hyperparams,
+)
+from restore_gym.engine import STOP
+from restore_gym.toolbox import Toolbox
+from restore_gym.vector_env import RLRestoreVectorEnv
+
+ENV_IDS = ("RLRestore-v0", "RLRestoreMild-v0", "RLRestoreModerate-v0", "RLRestoreSevere-v0")
+TINY_POLICY = {"net_arch": [8], "features_extractor_kwargs": {"cnn_output_dim": 8}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The networks here are tiny: one thread is several times faster than two on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def toolbox():
+    torch.manual_seed(0)
+    return Toolbox()
+
+
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
+def test_every_hyperparameter_file_validates_and_builds_its_model(toolbox, algo):
+    blocks = yaml.safe_load(sb3.default_hyperparams_file(algo).read_text())
+    assert set(ENV_IDS) <= set(blocks)
+    for env_id in blocks:
+        hyperparams = load_hyperparams(algo, env_id)
+        assert hyperparams["n_timesteps"] >= 100_000 and hyperparams["env_kwargs"]["observation"] == "uint8"
+    # The keys are real constructor arguments: SB3 accepts the block (replay buffer shrunk to save memory).
+    small = {"buffer_size": 64} if "buffer_size" in hyperparams else {}
+    hyperparams = load_hyperparams(algo, "RLRestore-v0", overrides=small)
+    env = make_env("RLRestore-v0", hyperparams["n_envs"], hyperparams["env_kwargs"], toolbox)
+    model = algorithm_class(algo)(hyperparams["policy"], env, device="cpu", **model_kwargs(hyperparams))
+    assert model.n_envs == hyperparams["n_envs"] and model.gamma == hyperparams["gamma"]
+
+
+def _tiny(algo):
+    base = {"n_envs": 2, "policy_kwargs": TINY_POLICY}
+    if algo == "dqn":
+        return {**base, "buffer_size": 128, "learning_starts": 32, "batch_size": 16, "train_freq": 4,
+                "gradient_steps": 1, "target_update_interval": 32}
+    return {**base, "n_steps": 8}
+
+
+@pytest.mark.parametrize(("algo", "env_id", "eval_difficulty", "expected"), [
+    ("a2c", "RLRestore-v0", "mild", "mild"),
+    ("dqn", "RLRestoreSevere-v0", None, "severe"),
+])
+def test_train_writes_a_run_that_load_policy_reproduces(toolbox, tmp_path, algo, env_id, eval_difficulty, expected):
+    model, record = train(algo, env_id, seed=3, timesteps=128, out=tmp_path, overrides=_tiny(algo),
+                          toolbox=toolbox, eval_difficulty=eval_difficulty)
+    assert model.num_timesteps >= 128 and record["timesteps"] == model.num_timesteps
+    assert {p.name for p in tmp_path.iterdir()} == {"config.yml", "progress.csv", "model.zip", "eval.json"}
+    assert json.loads((tmp_path / "eval.json").read_text()) == json.loads(json.dumps(record))
+    assert record["difficulty"] == expected and record["patches"] == 164 and record["digest_matches"]
+    assert record["gain"] == pytest.approx(record["psnr"] - record["psnr_input"])
+    assert 0 <= record["chain_length"] <= 3 and "packages" in record["provenance"]
+    config = yaml.safe_load((tmp_path / "config.yml").read_text())
+    assert config["algo"] == algo and config["hyperparams"]["n_timesteps"] == 128 and config["seed"] == 3
+
+    policy = load_policy(tmp_path / "model.zip")
+    assert type(policy.model) is type(model) and policy.observation_mode == "uint8"
+    loaded = policy.model.policy.state_dict()
+    for name, weights in model.policy.state_dict().items():
+        assert torch.equal(loaded[name], weights), name
+    vec = RLRestoreVectorEnv(4, expected, split="test", toolbox=toolbox, observation="uint8")
+    obs, _ = vec.reset(seed=0)
+    np.testing.assert_array_equal(policy(vec, obs), model.predict(obs, deterministic=True)[0])
+    if algo == "a2c":  # the loaded policy scores exactly what train() recorded
+        again = sb3.evaluate_on_test_set(load_policy(tmp_path), expected, toolbox)
+        assert again == {key: record[key] for key in again}
+
+
+def _step_and_state(policy, vec, obs):
+    actions = policy(vec, obs)
+    return actions, tuple(s.copy() for s in policy.state)
+
+
+@pytest.mark.parametrize(("mode", "policy_name"), [("uint8", "MultiInputLstmPolicy"), ("image", "CnnLstmPolicy")])
+def test_recurrent_policy_carries_lstm_states_and_resets_them_at_episode_starts(toolbox, mode, policy_name):
+    env = make_env(n_envs=2, env_kwargs={"observation": mode}, toolbox=toolbox)
+    kwargs = {"lstm_hidden_size": 8, **TINY_POLICY} if mode == "uint8" else {
+        "lstm_hidden_size": 8, "net_arch": [8], "features_extractor_kwargs": {"features_dim": 8}}
+    model = RecurrentPPO(policy_name, env, n_steps=8, batch_size=16, policy_kwargs=kwargs, seed=0, device="cpu")
+    vec = RLRestoreVectorEnv(2, toolbox=toolbox, observation=mode, end_on_psnr_drop=False)
+    policy = SB3Policy(model, mode)
+    first, _ = vec.reset(seed=0)
+    _, start_state = _step_and_state(policy, vec, first)
+    second, *_ = vec.step(np.array([3, 5]))
+    _, carried = _step_and_state(policy, vec, second)
+    _, fresh = _step_and_state(SB3Policy(model), vec, second)
+    assert not np.allclose(carried[0], fresh[0])  # the state of the first step reached the second
+    _, restarted = _step_and_state(policy, vec, first)  # both rows at step 0: states reset
+    for got, expected in zip(restarted, start_state):
+        np.testing.assert_array_equal(got, expected)
+    bigger = RLRestoreVectorEnv(3, toolbox=toolbox, observation=mode)
+    actions = policy(bigger, bigger.reset(seed=1)[0])
+    assert actions.shape == (3,) and policy.state[0].shape[1] == 3
+
+
+def test_policy_reobserves_an_environment_of_another_mode(toolbox):
+    model = A2C("MultiInputPolicy", make_env(n_envs=2, env_kwargs={"observation": "uint8"}, toolbox=toolbox),
+                policy_kwargs=TINY_POLICY, seed=0, device="cpu")
+    policy = SB3Policy(model)
+    as_uint8 = RLRestoreVectorEnv(3, toolbox=toolbox, observation="uint8")
+    as_dict = RLRestoreVectorEnv(3, toolbox=toolbox)
+    expected = policy(as_uint8, as_uint8.reset(seed=2)[0])
+    np.testing.assert_array_equal(policy(as_dict, as_dict.reset(seed=2)[0]), expected)
+    assert ((expected >= 0) & (expected <= STOP)).all()
+    with pytest.raises(ValueError, match="trained on observation mode 'uint8', not 'image'"):
+        SB3Policy(model, "image")
+
+
+def _write(tmp_path, block, env_id="RLRestore-v0"):
+    path = tmp_path / "hp.yml"
+    path.write_text(yaml.safe_dump({env_id: block}))
+    return path
+
+
+def test_schedules_and_class_names_resolve(tmp_path):
+    block = {"policy": "MultiInputPolicy", "learning_rate": "lin_0.001", "clip_range": 0.1,
+             "policy_kwargs": {"activation_fn": "nn.Tanh", "features_extractor_class": "CombinedExtractor"}}
+    kwargs = model_kwargs(load_hyperparams("ppo", path=_write(tmp_path, block)))
+    assert isinstance(kwargs["learning_rate"], LinearSchedule) and kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
+    assert kwargs["policy_kwargs"]["activation_fn"] is nn.Tanh and kwargs["clip_range"] == 0.1
+
+
+@pytest.mark.parametrize(("block", "message"), [
+    ({"policy": "MultiInputPolicy", "learning_rat": 0.1}, r"PPO hyperparameter key 'learning_rat'.*learning_rate"),
+    ({"policy": "MultiInputPolicy", "buffer_size": 10}, r"unknown PPO hyperparameter key 'buffer_size'.*n_epochs"),
+    ({"policy": "MultiInputPolicy", "normalize": True}, r"unknown PPO hyperparameter key 'normalize'.*n_timesteps"),
+    ({"policy": "MultiInputPolicy", "seed": 1}, "'seed' is set by the trainer"),
+    ({"n_envs": 2}, "no policy; choose one of MlpPolicy, CnnPolicy, MultiInputPolicy"),
+    ({"policy": "CnnLstmPolicy"}, "'CnnLstmPolicy' is not a PPO policy"),
+    ({"policy": "MultiInputPolicy", "n_envs": 0}, "n_envs must be a positive integer"),
+    ({"policy": "MultiInputPolicy", "n_timesteps": 1.5}, "n_timesteps must be a positive integer"),
+    ({"policy": "MultiInputPolicy", "learning_rate": "fast"}, "learning_rate 'fast' is neither a number nor"),
+    ({"policy": "MultiInputPolicy", "policy_kwargs": {"lstm_hidden_size": 8}},
+     r"unknown MultiInputPolicy policy_kwargs key 'lstm_hidden_size'.*net_arch"),
+    ({"policy": "MultiInputPolicy", "policy_kwargs": "dict(net_arch=[64])"}, "policy_kwargs must be a mapping"),
+    ({"policy": "MultiInputPolicy", "policy_kwargs": {"activation_fn": "Swish"}}, "'Swish' is not a known name"),
+    ({"policy": "MultiInputPolicy", "env_kwargs": {"split": "test"}}, "env_kwargs 'split' is set by the trainer"),
+    ({"policy": "MultiInputPolicy", "env_kwargs": {"colour": "red"}}, r"unknown env_kwargs key 'colour'.*observation"),
+])
+def test_bad_hyperparameters_name_the_key_the_file_and_the_valid_keys(tmp_path, block, message):
+    path = _write(tmp_path, block)
+    with pytest.raises(ValueError, match=message) as error:
+        load_hyperparams("ppo", path=path)
+    assert str(path) in str(error.value)
+
+
+def test_bad_inputs(toolbox, tmp_path, capsys):
+    known = "known algorithms: a2c, dqn, ppo, qrdqn, recurrent_ppo"
+    with pytest.raises(ValueError, match=known):
+        algorithm_class("sac")
+    with pytest.raises(ValueError, match=known):
+        train("sac", out=tmp_path, toolbox=toolbox)
+    with pytest.raises(ValueError, match=r"ppo.yml has no block for environment 'CartPole-v1'; blocks: RLRestore-v0"):
+        load_hyperparams("ppo", "CartPole-v1")
+    with pytest.raises(FileNotFoundError, match="nope.yml does not exist"):
+        load_hyperparams("ppo", path=tmp_path / "nope.yml")
+    with pytest.raises(ValueError, match="unknown difficulty 'hard'"):
+        train("ppo", out=tmp_path, toolbox=toolbox, eval_difficulty="hard")
+    with pytest.raises(ValueError, match="with overrides: unknown DQN hyperparameter key 'n_epochs'"):
+        train("dqn", out=tmp_path, toolbox=toolbox, overrides={"n_epochs": 3})
+    with pytest.raises(ValueError, match="RLRestoreSevere-v0 has difficulty 'severe'; env_kwargs asks for 'mild'"):
+        make_env("RLRestoreSevere-v0", env_kwargs={"difficulty": "mild"}, toolbox=toolbox)
+    validate_hyperparams("qrdqn", {"policy": "CnnPolicy", "policy_kwargs": {"n_quantiles": 5}}, "here")
+    with pytest.raises(FileNotFoundError, match="is not an SB3 run"):
+        load_policy(tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing was written by the failed runs
+    with pytest.raises(SystemExit):
+        sb3.main(["--algo", "sac"])
+    with pytest.raises(SystemExit):
+        sb3.main(["--algo", "ppo", "--env", "Nope-v0"])
+    assert "no block for environment 'Nope-v0'" in capsys.readouterr().err
