@@ -22,26 +22,10 @@ from agents.sb3 import (
     validate_hyperparams,
 )
 from restore_gym.engine import STOP
-from restore_gym.toolbox import Toolbox
 from restore_gym.vector_env import RLRestoreVectorEnv
 
 ENV_IDS = ("RLRestore-v0", "RLRestoreMild-v0", "RLRestoreModerate-v0", "RLRestoreSevere-v0")
 TINY_POLICY = {"net_arch": [8], "features_extractor_kwargs": {"cnn_output_dim": 8}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The networks here are tiny: one thread is several times faster than two on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def toolbox():
-    torch.manual_seed(0)
-    return Toolbox()
 
 
 @pytest.mark.parametrize("algo", list(ALGORITHMS))

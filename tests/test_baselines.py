@@ -72,15 +72,6 @@ class SyntheticImages(ImageSource):
         return [(f"synthetic-{self.split}", image.astype(np.uint8))]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions on busy cores run far faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def toolbox():
     return tiny_toolbox()

@@ -16,12 +16,6 @@ from restore_gym.toolbox import Toolbox
 from restore_gym.vector_env import RLRestoreVectorEnv
 
 
-@pytest.fixture(scope="module")
-def toolbox():
-    torch.manual_seed(0)
-    return Toolbox()
-
-
 def test_registration_and_namespaced_id(toolbox):
     for env_id in ("RLRestore-v0", "restore_gym:RLRestore-v0", "RLRestoreSevere-v0"):
         env = gym.make(env_id, toolbox=toolbox)

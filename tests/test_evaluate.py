@@ -14,15 +14,6 @@ from restore_gym.toolbox import TOOL_SPECS, Toolbox
 OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rl-restore-official"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions on busy cores run far faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def toolbox():
     torch.manual_seed(0)

@@ -45,15 +45,6 @@ class ShiftToolbox(Toolbox):
         return x + shift.view(-1, 1, 1, 1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: a second torch thread only waits on a busy CPU (10x slower measured under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def toolbox():
     torch.manual_seed(0)

@@ -1,7 +1,6 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from sb3_contrib import QRDQN, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.monitor import Monitor
@@ -12,23 +11,7 @@ from restore_gym.data import load_test_set
 from restore_gym.engine import STOP
 from restore_gym.env import RLRestoreEnv
 from restore_gym.sb3 import RLRestoreSB3VecEnv, make_sb3_vec_env
-from restore_gym.toolbox import Toolbox
 from restore_gym.vector_env import RLRestoreVectorEnv
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The networks here are tiny: one thread is several times faster than two on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def toolbox():
-    torch.manual_seed(0)
-    return Toolbox()
 
 
 def test_immediate_reset_matches_single_envs_with_the_same_seeds(toolbox):
