@@ -23,7 +23,6 @@ import copy
 import inspect
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,7 +45,7 @@ from torch import nn
 from restore_gym.data import load_test_set
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.env import observe
-from restore_gym.records import provenance, write_json_atomic, write_text_atomic
+from restore_gym.records import provenance, write_atomic, write_json_atomic, write_text_atomic
 from restore_gym.rollout import run_one_episode_each
 from restore_gym.sb3 import RLRestoreSB3VecEnv
 from restore_gym.toolbox import Toolbox
@@ -323,19 +322,8 @@ def default_out_dir(algo: str, env_id: str = DEFAULT_ENV_ID, seed: int = 0) -> P
 
 
 def save_model_atomic(model: BaseAlgorithm, path: str | os.PathLike) -> None:
-    """``model.save`` to a temp file in the same folder, then ``os.replace`` onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            model.save(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``model.save`` to ``path`` atomically (see :func:`restore_gym.records.write_atomic`)."""
+    write_atomic(path, model.save)
 
 
 def _toolbox(toolbox: Toolbox | str | os.PathLike | None, device: str | torch.device) -> Toolbox:

@@ -58,6 +58,31 @@ def shared_pretrained_toolbox(device: torch.device) -> Toolbox:
     return _PRETRAINED[device]
 
 
+def check_render_mode(render_mode: str | None, metadata: dict) -> str | None:
+    """``render_mode`` if ``metadata`` lists it (or it is None), else a ValueError."""
+    if render_mode not in (None, *metadata["render_modes"]):
+        raise ValueError(f"unknown render_mode {render_mode!r}; choose None or one of {metadata['render_modes']}")
+    return render_mode
+
+
+def build_episodes(
+    num: int,
+    difficulty: str,
+    split: str,
+    source: str | ImageSource,
+    toolbox: Toolbox | None,
+    device: str | torch.device,
+    end_on_psnr_drop: bool | None,
+    quantize: bool,
+) -> tuple[PatchSupply, PatchBatch]:
+    """The patch supply and the batch of ``num`` episodes behind an environment (arguments as RLRestoreEnv's)."""
+    supply = PatchSupply(source, split, difficulty)
+    resolved = resolve_device(device)
+    tools = toolbox.to(resolved) if toolbox is not None else shared_pretrained_toolbox(resolved)
+    drop = split == "train" if end_on_psnr_drop is None else bool(end_on_psnr_drop)
+    return supply, PatchBatch(num, tools, resolved, end_on_psnr_drop=drop, quantize=quantize)
+
+
 def observation_space(mode: str) -> spaces.Space:
     """The observation space of observation mode ``mode`` (see the module docstring)."""
     previous = spaces.Box(0.0, 1.0, (NUM_TOOLS,), np.float32)
@@ -131,15 +156,11 @@ class RLRestoreEnv(gym.Env):
     ) -> None:
         self.observation_space = observation_space(observation)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"unknown render_mode {render_mode!r}; choose None or 'rgb_array'")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata)
         self.observation_mode = observation
-        self.supply = PatchSupply(source, split, difficulty)
-        self.device = resolve_device(device)
-        self.toolbox = toolbox.to(self.device) if toolbox is not None else shared_pretrained_toolbox(self.device)
-        drop = split == "train" if end_on_psnr_drop is None else bool(end_on_psnr_drop)
-        self.batch = PatchBatch(1, self.toolbox, self.device, end_on_psnr_drop=drop, quantize=quantize)
+        self.supply, self.batch = build_episodes(1, difficulty, split, source, toolbox, device, end_on_psnr_drop,
+                                                 quantize)
+        self.toolbox, self.device = self.batch.toolbox, self.batch.device
         self._row = np.zeros(1, dtype=np.int64)
         self._test_index = 0
         self._ended = True

@@ -18,12 +18,16 @@ import torch
 _PACKAGES = ("restore-gym", "torch", "numpy", "gymnasium", "stable-baselines3", "sb3-contrib", "scikit-image", "Pillow")
 
 
-def _write_atomic(path: str | os.PathLike, mode: str, write: Callable[[IO], None]) -> None:
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(handle)`` on a temp file beside ``path``, fsync, then rename it onto ``path``.
+
+    A reader never sees half a file, and on any failure a previous file at ``path`` is left untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode) as handle:
+        with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -31,16 +35,22 @@ def _write_atomic(path: str | os.PathLike, mode: str, write: Callable[[IO], None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file in the same folder, so a reader never sees half a file."""
-    _write_atomic(path, "w", lambda handle: handle.write(text))
+    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def write_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Write ``arrays`` as an uncompressed ``.npz`` to ``path`` atomically."""
-    _write_atomic(path, "wb", lambda handle: np.savez(handle, **arrays))
+    write_atomic(path, lambda handle: np.savez(handle, **arrays))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from restore_gym.records import write_atomic
 from restore_gym.tf_checkpoint import CheckpointError, read_checkpoint
 
 __all__ = [
@@ -185,27 +185,8 @@ def build_tool(spec: ToolSpec) -> nn.Module:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically: a temp file in the same folder, fsync, then ``os.replace``.
-
-    On any failure the temp file is removed and a previous file at ``path`` is left untouched.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """``torch.save`` to ``path`` atomically (see :func:`restore_gym.records.write_atomic`)."""
+    write_atomic(path, lambda handle: torch.save(obj, handle))
 
 
 def _tool_ids_tensor(tool_ids: ToolIds, batch: int) -> torch.Tensor:

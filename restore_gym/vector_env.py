@@ -23,8 +23,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from restore_gym.data import ImageSource
-from restore_gym.engine import NUM_ACTIONS, PatchBatch, PatchSupply, check_actions, resolve_device
-from restore_gym.env import observation_space, observe, render_batch_row, shared_pretrained_toolbox
+from restore_gym.engine import NUM_ACTIONS, check_actions
+from restore_gym.env import build_episodes, check_render_mode, observation_space, observe, render_batch_row
 from restore_gym.toolbox import Toolbox
 
 
@@ -48,20 +48,16 @@ class RLRestoreVectorEnv(VectorEnv):
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"unknown render_mode {render_mode!r}; choose None or 'rgb_array'")
         self.num_envs = int(num_envs)
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata)
         self.observation_mode = observation
         self.single_observation_space = observation_space(observation)
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.supply = PatchSupply(source, split, difficulty)
-        self.device = resolve_device(device)
-        self.toolbox = toolbox.to(self.device) if toolbox is not None else shared_pretrained_toolbox(self.device)
-        drop = split == "train" if end_on_psnr_drop is None else bool(end_on_psnr_drop)
-        self.batch = PatchBatch(self.num_envs, self.toolbox, self.device, end_on_psnr_drop=drop, quantize=quantize)
+        self.supply, self.batch = build_episodes(self.num_envs, difficulty, split, source, toolbox, device,
+                                                 end_on_psnr_drop, quantize)
+        self.toolbox, self.device = self.batch.toolbox, self.batch.device
         self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
         self._test_index = np.arange(self.num_envs)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
