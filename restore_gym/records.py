@@ -27,6 +27,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # mkstemp creates 0600; results and weights are for everyone to read
+            os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
