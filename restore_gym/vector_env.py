@@ -13,6 +13,7 @@ patches ``i, i + N, i + 2N, ...``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -22,14 +23,19 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from restore_gym.data import ImageSource
+from restore_gym.data import DegradedPatch, ImageSource
 from restore_gym.engine import NUM_ACTIONS, check_actions
 from restore_gym.env import build_episodes, check_render_mode, observation_space, observe, render_batch_row
 from restore_gym.toolbox import Toolbox
 
 
 class RLRestoreVectorEnv(VectorEnv):
-    """N RL-Restore episodes in lockstep; the arguments are those of :class:`RLRestoreEnv` plus ``num_envs``."""
+    """N RL-Restore episodes in lockstep; the arguments are those of :class:`RLRestoreEnv` plus ``num_envs``
+    and ``prefetch``: degrade each sub-environment's next patch on a worker thread while the tools run (the
+    same patches either way). By default on for CUDA, where the CPU is otherwise idle, and off for the CPU,
+    where the tools already keep every core busy and the thread only adds contention (measured: -9% at N=64
+    on 2 cores).
+    """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
@@ -45,6 +51,7 @@ class RLRestoreVectorEnv(VectorEnv):
         end_on_psnr_drop: bool | None = None,
         quantize: bool = False,
         render_mode: str | None = None,
+        prefetch: bool | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -62,6 +69,12 @@ class RLRestoreVectorEnv(VectorEnv):
         self._test_index = np.arange(self.num_envs)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._started = False
+        # Each row's next patch is degraded ahead, on a worker thread, while the tools run: the row's
+        # generator is only ever used by its own draws, in order, so the patches are the same either way.
+        self._pending: list[Future | None] = [None] * self.num_envs
+        if prefetch is None:
+            prefetch = self.device.type == "cuda"
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="restore-gym-patches") if prefetch else None
 
     @property
     def difficulty(self) -> str:
@@ -79,13 +92,30 @@ class RLRestoreVectorEnv(VectorEnv):
             raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} sub-environments")
         return seeds
 
+    def _draw(self, row: int) -> DegradedPatch:
+        patch = self.supply.draw(self._rngs[row], int(self._test_index[row]))
+        if self.supply.test_set is not None:
+            self._test_index[row] += self.num_envs
+        return patch
+
     def _start(self, rows: np.ndarray) -> None:
-        patches = []
-        for row in rows.tolist():
-            patches.append(self.supply.draw(self._rngs[row], int(self._test_index[row])))
-            if self.supply.test_set is not None:
-                self._test_index[row] += self.num_envs
+        """Start new episodes in ``rows``, from their prefetched patches where there are any."""
+        patches = [self._pending[row].result() if self._pending[row] else self._draw(row) for row in rows.tolist()]
         self.batch.load(rows, patches)
+        if self._executor is not None:
+            for row in rows.tolist():
+                self._pending[row] = self._executor.submit(self._draw, row)
+
+    def _discard_prefetched(self, rows: np.ndarray) -> None:
+        for row in rows.tolist():
+            if self._pending[row] is not None:
+                self._pending[row].result()
+                self._pending[row] = None
+
+    def close_extras(self, **kwargs: Any) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
 
     def _infos(self) -> dict[str, Any]:
         everyone = np.ones(self.num_envs, dtype=bool)
@@ -109,8 +139,10 @@ class RLRestoreVectorEnv(VectorEnv):
             raise ValueError(f"reset_mask must be a boolean array of shape ({self.num_envs},), got {mask!r}")
         if not self._started and not mask.all():
             raise RuntimeError("the first reset must reset every sub-environment (no reset_mask)")
+        reseeded = np.array([mask[row] and s is not None for row, s in enumerate(self._seeds(seed))])
+        self._discard_prefetched(np.nonzero(reseeded)[0])
         for row, s in enumerate(self._seeds(seed)):
-            if mask[row] and s is not None:
+            if reseeded[row]:
                 self._rngs[row] = seeding.np_random(s)[0]
                 self._test_index[row] = row
         rows = np.nonzero(mask)[0]

@@ -228,3 +228,32 @@ def test_bad_input(toolbox, tmp_path):
         vec.step(np.array([0, 0, 0]))
     with pytest.raises(ValueError, match="num_envs"):
         RLRestoreVectorEnv(num_envs=0, toolbox=toolbox)
+
+
+def test_default_make_runs_offline_on_the_shipped_toolbox():
+    env = gym.make("RLRestore-v0")
+    obs, info = env.reset(seed=0)
+    assert env.unwrapped.toolbox.metadata["name"] == "restore-gym-cpu-v1"
+    assert env.unwrapped.toolbox is gym.make("RLRestore-v0").unwrapped.toolbox
+    _, reward, terminated, truncated, info = env.step(6)
+    assert info["toolchain"] == [6] and np.isfinite(reward) and truncated is False
+    vec = gym.make_vec("RLRestore-v0", num_envs=3)
+    assert vec.toolbox is env.unwrapped.toolbox
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_prefetching_patches_changes_nothing(toolbox, split):
+    def run(prefetch):
+        vec = RLRestoreVectorEnv(num_envs=3, toolbox=toolbox, split=split, prefetch=prefetch)
+        rng = np.random.default_rng(0)
+        frames = [vec.reset(seed=2)[0]["image"]]
+        for t in range(10):
+            frames.append(vec.step(rng.integers(0, 13, 3))[0]["image"])
+            if t == 5:
+                mask = np.array([True, True, False])
+                frames.append(vec.reset(seed=[9, None, 4], options={"reset_mask": mask})[0]["image"])
+        vec.close()
+        return frames
+
+    for a, b in zip(run(False), run(True)):
+        np.testing.assert_array_equal(a, b)
