@@ -18,6 +18,7 @@ atexit.register(shutil.rmtree, os.environ["RESTORE_GYM_CACHE"], ignore_errors=Tr
 torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The authors' released weights and samples: reference data beside the project, never inside it.
 OFFICIAL_DIR = REPO_ROOT.parent / "shared" / "reference" / "rl-restore-official"
 
 

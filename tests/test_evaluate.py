@@ -1,17 +1,15 @@
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL_DIR
 
 from agents import evaluate as evaluation
 from agents.baselines import BASELINES, fixed_chain_policy, toolbox_fingerprint
 from agents.evaluate import AGENTS, check_agent, evaluate, format_summary, main, make_policy
 from restore_gym.data import load_test_set
 from restore_gym.toolbox import TOOL_SPECS, Toolbox
-
-OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rl-restore-official"
 
 
 @pytest.fixture(scope="module")

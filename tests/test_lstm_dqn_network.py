@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL_DIR
 from PIL import Image
 
 from agents import lstm_dqn
@@ -17,8 +18,6 @@ from agents.lstm_dqn import (
 from restore_gym.metrics import psnr_batch
 from restore_gym.tf_checkpoint import CheckpointError, read_official_agent
 from restore_gym.toolbox import Toolbox
-
-OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rl-restore-official"
 
 # Source: ../shared/docs/rl-restore-reference.md (relative to the repository root), section "Reference numbers
 # of the released system on its four sample patches per difficulty": the official agent's greedy chain

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import OFFICIAL_DIR
 
 from restore_gym.tf_checkpoint import (
     TABLE_MAGIC,
@@ -15,8 +16,6 @@ from restore_gym.tf_checkpoint import (
     read_official_agent,
 )
 from restore_gym.toolbox import TOOL_SPECS, build_tool
-
-OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rl-restore-official"
 
 # The released agent's variables (TensorFlow names and shapes), the contract of the agent port.
 AGENT_SHAPES = {

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL_DIR
 from PIL import Image
 from torch import nn
 
@@ -19,8 +20,6 @@ from restore_gym.toolbox import (
     count_macs,
     count_parameters,
 )
-
-OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rl-restore-official"
 
 # Source: ../shared/docs/rl-restore-reference.md (relative to the repository root), section "Reference numbers
 # of the released system on its four sample patches per difficulty". (folder, input file, gt file) ->
