@@ -364,6 +364,21 @@ def preset(name: str, **overrides: Any) -> Config:
     return replace(PRESETS[name], **overrides)
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["field=value", ...]`` as Config overrides, each value converted to the field's type."""
+    types = {name: type(value) for name, value in asdict(Config()).items()}
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in types:
+            raise ValueError(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(types)}")
+        try:
+            overrides[name] = types[name](text)
+        except ValueError as error:
+            raise ValueError(f"--set {pair!r}: {text!r} is not a valid {types[name].__name__}") from error
+    return overrides
+
+
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
     """``start`` at step 0, linearly to ``end`` at ``duration``, then ``end``."""
     return start + (end - start) * min(step / duration, 1.0)
@@ -897,6 +912,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_command.add_argument("--out", required=True, help="output folder (checkpoint, log, agent)")
     train_command.add_argument("--seed", type=int, default=0)
     train_command.add_argument("--source", default="builtin", help="training images: builtin or a folder")
+    train_command.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                               help="override one Config field of the preset (repeatable), e.g. total_timesteps=400000")
     train_command.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train_command.add_argument("--no-progress", action="store_true", help="no progress bar")
     train_command.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is far "
@@ -914,7 +931,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         if args.threads:
             torch.set_num_threads(args.threads)
-        cfg = preset(args.preset, difficulty=args.difficulty, seed=args.seed, source=args.source)
+        cfg = preset(args.preset, difficulty=args.difficulty, seed=args.seed, source=args.source,
+                     **parse_overrides(args.set))
         train(cfg, args.out, toolbox, device, resume=args.resume, progress=not args.no_progress)
         print(f"agent written to {Path(args.out) / AGENT_FILE}")
     else:

@@ -163,8 +163,11 @@ def add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
     """Add Gaussian noise of std ``sigma`` (0..255 scale) to a float image and clip to [0, 1]."""
     image = _check_image(image)
     check_generator(rng)
-    noise = rng.standard_normal(image.shape, dtype=np.float32) * (sigma / 255.0)
-    return np.clip(image + noise.astype(image.dtype, copy=False), 0.0, 1.0)
+    noise = rng.standard_normal(image.shape, dtype=np.float32)
+    noise *= sigma / 255.0
+    noise = noise.astype(image.dtype, copy=False)
+    noise += image
+    return np.clip(noise, 0.0, 1.0, out=noise)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -181,7 +184,7 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     Image.fromarray(to_uint8(image), mode="RGB").save(buffer, format="JPEG", quality=int(quality))
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        return np.asarray(decoded.convert("RGB"), dtype=np.float32) / np.float32(255.0)
+        return np.asarray(decoded, dtype=np.float32) / np.float32(255.0)
 
 
 def degrade(image: np.ndarray, params: DegradationParams, rng: np.random.Generator) -> np.ndarray:

@@ -25,6 +25,7 @@ from agents.lstm_dqn import (
     learning_rate,
     linear_schedule,
     load_agent,
+    parse_overrides,
     preset,
     td_targets,
     train,
@@ -82,6 +83,17 @@ def test_presets_and_config_checks():
         Config(difficulty="hard")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--preset", "fast", "--out", "x"])
+
+
+def test_overrides_from_the_command_line():
+    assert parse_overrides(["total_timesteps=400000", "learning_rate=3e-4", "replay_dtype=float32"]) == {
+        "total_timesteps": 400_000, "learning_rate": 3e-4, "replay_dtype": "float32"}
+    with pytest.raises(ValueError, match="'epochs=3'.*FIELD one of"):
+        parse_overrides(["epochs=3"])
+    with pytest.raises(ValueError, match="'ten' is not a valid int"):
+        parse_overrides(["total_timesteps=ten"])
+    with pytest.raises(ValueError, match="expected FIELD=VALUE"):
+        parse_overrides(["total_timesteps"])
 
 
 def test_epsilon_and_learning_rate_schedules():
