@@ -28,6 +28,7 @@ from tqdm import tqdm
 from restore_gym.data import load_test_set
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.engine import resolve_device
+from restore_gym.joint import JointConfig, JointTrainer
 from restore_gym.rollout import Policy, run_one_episode_each
 from restore_gym.tf_checkpoint import CheckpointError, read_official_agent
 from restore_gym.toolbox import NUM_TOOLS, PATCH_SIZE, Toolbox, atomic_torch_save
@@ -264,6 +265,7 @@ AGENT_ARCHITECTURE = "rl-restore-lstm-dqn-v1"
 CHECKPOINT_FILE = "checkpoint.pt"
 AGENT_FILE = "agent.pt"
 LOG_FILE = "log.csv"
+JOINT_TOOLBOX_FILE = "toolbox.pt"  # the jointly trained tools, written at the end when joint_every > 0
 CHECKPOINT_KEYS = frozenset({"config", "toolbox", "global_step", "target_network", "optimizer", "replay", "episodes",
                              "recent", "losses", "rngs"})
 LOG_COLUMNS = ("step", "episodes", "mean_return", "mean_psnr_gain", "mean_length", "loss", "epsilon", "lr",
@@ -299,6 +301,12 @@ class Config:
     exploration_steps: int = 1_000_000  # epsilon goes linearly from start_e to end_e over these steps
     checkpoint_frequency: int = 250_000  # a checkpoint holds the whole replay (11.9 GB in this preset)
     log_frequency: int = 10_000
+    # Joint training of the tools on the agent's chains (the paper's Algorithm 1, restore_gym.joint); 0 = off.
+    joint_every: int = 0  # finished episodes between update rounds of the tools
+    joint_batch_size: int = 64  # (input, chain, clean) triples per gradient step
+    joint_lr: float = 1e-4
+    joint_updates: int = 1  # gradient steps per round
+    joint_capacity: int = 64  # triples buffered
 
     def __post_init__(self) -> None:
         check_difficulty(self.difficulty)
@@ -306,8 +314,11 @@ class Config:
             raise ValueError(f"replay_dtype must be one of {sorted(REPLAY_DTYPES)}, got {self.replay_dtype!r}")
         counts = ("num_envs", "total_timesteps", "buffer_size", "train_frequency", "batch_size",
                   "target_network_frequency", "lr_decay_steps", "exploration_steps", "checkpoint_frequency",
-                  "log_frequency")
+                  "log_frequency", "joint_batch_size", "joint_updates", "joint_capacity")
         bad = [f"{name}={getattr(self, name)!r}" for name in counts if getattr(self, name) < 1]
+        if self.joint_every < 0 or not self.joint_lr > 0:
+            bad.append(f"joint_every={self.joint_every}, joint_lr={self.joint_lr} (need joint_every >= 0, 0 for "
+                       "off, and joint_lr > 0)")
         if self.buffer_size < MAX_STEPS:
             bad.append(f"buffer_size={self.buffer_size} (an episode has up to {MAX_STEPS} steps)")
         if not 0.0 <= self.end_e <= self.start_e <= 1.0:
@@ -377,6 +388,12 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         except ValueError as error:
             raise ValueError(f"--set {pair!r}: {text!r} is not a valid {types[name].__name__}") from error
     return overrides
+
+
+def joint_config(cfg: Config) -> JointConfig:
+    """The joint-training options of ``cfg`` (used when ``cfg.joint_every`` > 0)."""
+    return JointConfig(every=cfg.joint_every, batch_size=cfg.joint_batch_size, lr=cfg.joint_lr,
+                       updates=cfg.joint_updates, capacity=cfg.joint_capacity, seed=cfg.seed)
 
 
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
@@ -708,20 +725,26 @@ def _restore_rngs(states: dict[str, Any], rng: np.random.Generator) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def stored_config(payload: dict[str, Any]) -> dict[str, Any]:
+    """The config of an agent file or checkpoint as a dict; fields added to Config since it was written take
+    their defaults."""
+    return {**asdict(Config()), **payload["config"]}
+
+
 def _check_resumable(payload: dict[str, Any], cfg: Config, toolbox: Toolbox, path: Path) -> None:
     """ValueError unless ``payload`` is a checkpoint of ``cfg`` (``total_timesteps`` aside) and this toolbox."""
     missing = sorted(CHECKPOINT_KEYS - payload.keys())
     if missing:
         raise CheckpointError(f"{path} is not a training checkpoint (no {', '.join(missing)}); an agent file "
                               "cannot be resumed")
-    saved = {k: v for k, v in payload["config"].items() if k != "total_timesteps"}
+    saved = {k: v for k, v in stored_config(payload).items() if k != "total_timesteps"}
     wanted = {k: v for k, v in asdict(cfg).items() if k != "total_timesteps"}
     if saved != wanted:
         differences = sorted(f"{k}: {saved.get(k)!r} saved, {wanted.get(k)!r} now"
                              for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
         raise ValueError(f"cannot resume {path} with another config ({'; '.join(differences)}); only "
                          "total_timesteps may change")
-    if payload["toolbox"] != toolbox_info(toolbox):
+    if payload.get("base_toolbox", payload["toolbox"]) != toolbox_info(toolbox):
         raise ValueError(f"cannot resume {path}: it was trained with toolbox {payload['toolbox']}, "
                          f"not {toolbox_info(toolbox)}")
 
@@ -761,7 +784,9 @@ def train(
     continues from ``checkpoint.pt`` exactly as if never stopped (same config, ``total_timesteps`` aside, and
     same toolbox); without it an existing checkpoint is an error, never overwritten. The checkpoint at the end
     also restarts the episodes in flight, so a run extended past ``total_timesteps`` matches a run trained in
-    one go only if its old end was a multiple of ``checkpoint_frequency``.
+    one go only if its old end was a multiple of ``checkpoint_frequency``. With ``joint_every`` > 0 the tools
+    train in place along with the agent (:class:`restore_gym.joint.JointTrainer`): checkpoints hold the tools
+    and the trainer, ``toolbox.pt`` the final tools, and a resume takes the original toolbox.
     """
     device = resolve_device(device)
     out_dir = Path(out_dir)
@@ -782,6 +807,8 @@ def train(
     env = RLRestoreVectorEnv(cfg.num_envs, cfg.difficulty, "train", cfg.source, toolbox, device, end_on_psnr_drop=True)
     policy = LSTMDQNPolicy(q_network, epsilon=cfg.start_e, rng=rng)
     collector = EpisodeCollector(env, policy, replay)
+    base_toolbox = toolbox_info(toolbox)
+    joint = JointTrainer(toolbox, joint_config(cfg)).attach(env) if cfg.joint_every else None
     global_step, episodes = 0, 0
     recent: deque[EpisodeStats] = deque(maxlen=RECENT_EPISODES)
     losses: list[float] = []
@@ -789,6 +816,8 @@ def train(
     if resume:
         payload = read_agent_file(checkpoint_path)
         _check_resumable(payload, cfg, toolbox, checkpoint_path)
+        if joint:
+            joint.load_state_dict(payload["joint"])
         q_network.load_state_dict(payload["q_network"])
         target_network.load_state_dict(payload["target_network"])
         optimizer.load_state_dict(payload["optimizer"])
@@ -848,9 +877,13 @@ def train(
                 losses=list(losses),
                 rngs=_rng_states(rng),
             )
+            if joint:
+                checkpoint.update(base_toolbox=base_toolbox, joint=joint.state_dict())
             atomic_torch_save(checkpoint, checkpoint_path)
     bar.close()
     atomic_torch_save(agent_payload(q_network, cfg, toolbox, global_step), out_dir / AGENT_FILE)
+    if joint:
+        toolbox.save(out_dir / JOINT_TOOLBOX_FILE)
     return q_network
 
 

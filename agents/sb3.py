@@ -8,7 +8,10 @@ environment id with the zoo keys ``n_envs``, ``n_timesteps``, ``policy``, ``poli
 names such as ``activation_fn: ReLU`` or ``features_extractor_class: NatureCNN`` resolve from a fixed list,
 nothing is evaluated), ``env_kwargs`` (keyword arguments of the environment: ``observation``, ``difficulty``,
 ...) and the algorithm's constructor arguments. ``learning_rate`` / ``clip_range`` / ``clip_range_vf`` may be
-``lin_<value>``: linear decay from the value to 0, as in the zoo. Any other key is an error naming the file.
+``lin_<value>``: linear decay from the value to 0, as in the zoo. ``joint`` (a mapping of
+:class:`restore_gym.joint.JointConfig`'s fields: ``every``, ``batch_size``, ``lr``, ``updates``, ``capacity``,
+``seed``) trains the tools jointly with the agent (the paper's Algorithm 1) and saves them as ``toolbox.pt`` in
+the run folder. Any other key is an error naming the file.
 
 Training runs on the batched vector environment through :class:`restore_gym.sb3.RLRestoreSB3VecEnv` (wrapped
 in ``VecMonitor``). A run folder holds ``config.yml`` (the resolved hyperparameters and run arguments),
@@ -45,6 +48,7 @@ from torch import nn
 from restore_gym.data import load_test_set
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.env import observe
+from restore_gym.joint import JointConfig, JointTrainer, JointTrainingCallback
 from restore_gym.records import provenance, write_atomic, write_json_atomic, write_text_atomic
 from restore_gym.rollout import run_one_episode_each
 from restore_gym.sb3 import RLRestoreSB3VecEnv
@@ -57,9 +61,10 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 DEFAULT_ENV_ID = "RLRestore-v0"
 MODEL_FILE, CONFIG_FILE, EVAL_FILE = "model.zip", "config.yml", "eval.json"
+JOINT_TOOLBOX_FILE = "toolbox.pt"
 
-# Zoo keys consumed here; every other key of a block is a constructor argument of the algorithm.
-ZOO_KEYS: tuple[str, ...] = ("n_envs", "n_timesteps", "policy", "env_kwargs")
+# Keys consumed here (the zoo's, and joint training's); every other key of a block is a constructor argument.
+ZOO_KEYS: tuple[str, ...] = ("n_envs", "n_timesteps", "policy", "env_kwargs", "joint")
 # Constructor arguments the trainer sets itself (or that YAML cannot express).
 TRAINER_KEYS: tuple[str, ...] = (
     "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model",
@@ -168,6 +173,8 @@ def validate_hyperparams(algo: str, hyperparams: Mapping[str, Any], where: str) 
         if key in TRAINER_ENV_KEYS:
             raise ValueError(f"{where}: env_kwargs {key!r} is set by the trainer")
     _check_keys(env_kwargs, _parameters(RLRestoreVectorEnv.__init__, TRAINER_ENV_KEYS), "env_kwargs", where)
+    if "joint" in hyperparams:
+        JointConfig.from_mapping(hyperparams["joint"], where)
 
 
 def load_hyperparams(
@@ -354,7 +361,9 @@ def train(
     environment's difficulty).
 
     ``toolbox`` is a Toolbox, a toolbox file or None (the shipped one). Writes ``config.yml``,
-    ``progress.csv``, ``model.zip`` and ``eval.json`` to ``out`` (default :func:`default_out_dir`).
+    ``progress.csv``, ``model.zip`` and ``eval.json`` to ``out`` (default :func:`default_out_dir`). With a
+    ``joint`` block the tools train in place along with the agent (a given Toolbox is changed; files never
+    are), are saved as ``toolbox.pt`` and are the ones evaluated.
     Returns the model and the evaluation record written to ``eval.json``.
     """
     if eval_difficulty is not None:
@@ -375,10 +384,14 @@ def train(
     model = algorithm_class(algo)(block["policy"], VecMonitor(env), seed=seed, device=device, verbose=verbose,
                                   **model_kwargs(block))
     model.set_logger(configure(str(out), ["csv", "stdout"] if verbose else ["csv"]))
+    joint = (JointTrainer(tools, JointConfig.from_mapping({"seed": seed, **block["joint"]}))
+             if "joint" in block else None)
     start = time.perf_counter()
-    model.learn(total_timesteps=int(block["n_timesteps"]))
+    model.learn(total_timesteps=int(block["n_timesteps"]), callback=JointTrainingCallback(joint) if joint else None)
     train_seconds = time.perf_counter() - start
     save_model_atomic(model, out / MODEL_FILE)
+    if joint:
+        tools.save(out / JOINT_TOOLBOX_FILE)
 
     difficulty = eval_difficulty or env.vector_env.difficulty
     record = {

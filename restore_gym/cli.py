@@ -22,6 +22,18 @@ def _print_test_sets(_: argparse.Namespace) -> None:
     print(f"built or loaded in {time.perf_counter() - start:.1f} s")
 
 
+def _leaderboard(argv: list[str]) -> int:
+    """``benchmarks.leaderboard``'s command line; that package lives in the repository, not in the install."""
+    try:
+        from benchmarks import leaderboard
+    except ModuleNotFoundError as error:
+        if error.name != "benchmarks":
+            raise
+        raise SystemExit("restore-gym leaderboard needs the repository's benchmarks package: run it from the "
+                         f"repository root (python -m restore_gym leaderboard ...); {error}") from error
+    return leaderboard.main(argv, prog="restore-gym leaderboard")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``restore-gym`` command."""
     parser = argparse.ArgumentParser(prog="restore-gym", description=__doc__)
@@ -31,11 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--num-envs", type=int, default=64, help="test patches to restore")
     demo.set_defaults(run=lambda args: run_demo(args.difficulty, args.num_envs))
     commands.add_parser("testsets", help="summary of the frozen test sets").set_defaults(run=_print_test_sets)
+    # Its arguments are parsed by benchmarks.leaderboard (``restore-gym leaderboard --help`` lists them).
+    commands.add_parser("leaderboard", add_help=False,
+                        help="every agent, baseline and single network on the test sets (benchmarks/leaderboard.yml)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "leaderboard":
+        return _leaderboard(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.run(args)
     return 0

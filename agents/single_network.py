@@ -1,0 +1,425 @@
+"""Single restoration networks of the paper's comparison, trained on the agent's data: DnCNN, VDSR, VDSR-s.
+
+The paper compares RL-Restore with one network that restores every mixture of distortions in one pass
+(DnCNN and VDSR, and a small VDSR, "VDSR-s", whose size the reference does not give). Here:
+
+- ``dncnn``: DnCNN-S (Zhang et al. 2017) as KAIR builds it: conv 3->w + ReLU, ``depth - 2`` x (conv w->w,
+  BatchNorm, ReLU; the convolution without the bias BatchNorm makes redundant), conv w->3; it predicts the
+  distortion, ``out = x - net(x)``. Its depth is DnCNN-S's 17; its width is narrowed from 64 to 56 so that
+  it has about the toolbox's parameter budget (428,123 parameters against the toolbox's 436,068, -1.8%).
+- ``vdsr``: VDSR (Kim et al. 2016): 20 convolutions 3x3 of 64 channels (ReLU between), 3 channels in and
+  out, residual ``out = x + net(x)``: 668,227 parameters, VDSR's published size.
+- ``vdsr-s``: our small VDSR, since the reference gives no size: the same 20 layers at half the width
+  (32 channels), 168,227 parameters and 0.67 G multiply-adds per 63x63 patch, about what the costliest
+  toolchain (three large tools, 0.60 G) spends; its 41x41 receptive field still covers the 21x21 blur.
+
+Training (``python -m agents.single_network train --arch dncnn --out runs/single/dncnn``): patches of the
+TRAIN split of ``--source`` (``builtin`` or an image folder) degraded with the protocol of the training
+difficulty (moderate, as the agent's), a random crop of ``patch_size`` per patch, MSE, Adam with cosine
+decay. The run folder holds ``config.json``, ``log.csv`` (validation PSNR on a fixed train-split set),
+``checkpoint.pt`` (atomic, every ``checkpoint_every`` iterations and at the end; ``--resume`` continues it
+exactly) and, at the end, ``network.pt``. Evaluate with ``python -m agents.evaluate --agent single-network
+--checkpoint RUN/network.pt --difficulty D``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from agents.baselines import validation_set
+from restore_gym.data import ImageSource, to_nchw
+from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
+from restore_gym.engine import STATE_RANGE, resolve_device, resolve_source
+from restore_gym.metrics import psnr_batch
+from restore_gym.records import write_text_atomic
+from restore_gym.toolbox import atomic_torch_save
+from restore_gym.train_tools import learning_rate
+
+NETWORK_FORMAT = "restore-gym-single-network-v1"
+NETWORK_FILE, CHECKPOINT_FILE, LOG_FILE, CONFIG_FILE = "network.pt", "checkpoint.pt", "log.csv", "config.json"
+LOG_COLUMNS = ("iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
+CHECKPOINT_KEYS = frozenset({"optimizer", "numpy_rng", "log"})
+
+
+def _conv(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
+    """3x3 convolution, stride 1, SAME zero padding."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
+
+
+def _he_init(network: nn.Module) -> None:
+    """He-normal weights (fan in, ReLU) and zero biases for every convolution, as VDSR and DnCNN initialise."""
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+class DnCNN(nn.Module):
+    """DnCNN: conv+ReLU, ``depth - 2`` x (conv without bias, BatchNorm, ReLU), conv; ``out = x - net(x)``."""
+
+    def __init__(self, depth: int = 17, width: int = 64, channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv(channels, width), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [_conv(width, width, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        layers.append(_conv(width, channels))
+        self.body = nn.Sequential(*layers)
+        _he_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Restored N x C x H x W batch (not clipped)."""
+        return x - self.body(x)
+
+
+class VDSR(nn.Module):
+    """VDSR: ``depth`` 3x3 convolutions of ``width`` channels with ReLU between; ``out = x + net(x)``."""
+
+    def __init__(self, depth: int = 20, width: int = 64, channels: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [_conv(channels, width), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [_conv(width, width), nn.ReLU(inplace=True)]
+        layers.append(_conv(width, channels))
+        self.body = nn.Sequential(*layers)
+        _he_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Restored N x C x H x W batch (not clipped)."""
+        return x + self.body(x)
+
+
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+    "dncnn": partial(DnCNN, depth=17, width=56),
+    "vdsr": partial(VDSR, depth=20, width=64),
+    "vdsr-s": partial(VDSR, depth=20, width=32),
+}
+"""Constructors of the three networks by name (see the module docstring for their sizes)."""
+
+
+def check_arch(arch: str) -> str:
+    """``arch`` if it is one of :data:`ARCHITECTURES`, else a ValueError listing them."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return arch
+
+
+def build_network(arch: str) -> nn.Module:
+    """A freshly initialised network of architecture ``arch`` (uses torch's global generator)."""
+    return ARCHITECTURES[check_arch(arch)]()
+
+
+# ---- Configuration --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Every hyperparameter of a training run; ``iterations`` may grow on resume, nothing else may change."""
+
+    arch: str = "dncnn"
+    seed: int = 0
+    difficulty: str = "moderate"  # the degradation protocol of the training patches (the agent's)
+    source: str = "builtin"  # training images: "builtin" or a folder (its train split)
+    iterations: int = 1000
+    batch_size: int = 16
+    patch_size: int = 41  # random crop of each 63x63 degraded patch (41: VDSR's receptive field)
+    lr: float = 1e-3
+    final_lr: float = 1e-5
+    val_patches: int = 128
+    eval_every: int = 50
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        check_arch(self.arch)
+        check_difficulty(self.difficulty)
+        counts = ("iterations", "batch_size", "val_patches", "eval_every", "checkpoint_every")
+        bad = [f"{name}={getattr(self, name)!r}" for name in counts if getattr(self, name) < 1]
+        if not 1 <= self.patch_size <= PATCH_SIZE:
+            bad.append(f"patch_size={self.patch_size} (a crop of the {PATCH_SIZE}x{PATCH_SIZE} patches)")
+        if not 0 < self.final_lr <= self.lr:
+            bad.append(f"lr={self.lr}, final_lr={self.final_lr} (need 0 < final_lr <= lr)")
+        if bad:
+            raise ValueError(f"invalid single-network config: {', '.join(bad)}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # For a GPU: 200k batches of 64 whole patches (12.8M patches). They are degraded on one CPU thread
+    # (about 0.7 ms each), which bounds a GPU run at about 20 iterations per second.
+    "paper": {"iterations": 200_000, "batch_size": 64, "patch_size": 63, "lr": 1e-3, "final_lr": 1e-6,
+              "val_patches": 512, "eval_every": 2000, "checkpoint_every": 5000},
+    # About 25 minutes per network on one CPU thread (iterations per architecture: CPU_ITERATIONS).
+    "cpu": {"batch_size": 16, "patch_size": 41, "lr": 1e-3, "final_lr": 1e-5, "val_patches": 128,
+            "eval_every": 500, "checkpoint_every": 250},
+    # Seconds, for tests: every mechanism (updates, validation, a checkpoint) runs.
+    "smoke": {"iterations": 4, "batch_size": 2, "patch_size": 17, "val_patches": 4, "eval_every": 2,
+              "checkpoint_every": 2},
+}
+# Measured on one CPU thread of this project's 2-core machine (torch 2.13 CPU; CPU seconds, two measurements
+# agree within 7%): one iteration of the cpu preset (a batch of 16 crops of 41x41: data 0.014 s, forward,
+# backward, Adam). A validation of 128 patches costs 5.9, 5.3 and 1.0 s. The cpu preset spends about
+# CPU_BUDGET_SECONDS per network.
+CPU_SECONDS_PER_ITERATION: dict[str, float] = {"dncnn": 0.545, "vdsr": 0.587, "vdsr-s": 0.148}
+CPU_BUDGET_SECONDS = 25 * 60
+CPU_ITERATIONS: dict[str, int] = {arch: int(round(CPU_BUDGET_SECONDS / seconds, -2))
+                                  for arch, seconds in CPU_SECONDS_PER_ITERATION.items()}
+
+
+def seconds_per_iteration(cfg: NetworkConfig) -> float:
+    """Estimated seconds of one training iteration of ``cfg`` on one CPU thread: the measured cpu-preset cost
+    of its architecture scaled by the pixels per batch (``batch_size * patch_size ** 2``)."""
+    reference = PRESETS["cpu"]["batch_size"] * PRESETS["cpu"]["patch_size"] ** 2
+    return CPU_SECONDS_PER_ITERATION[cfg.arch] * cfg.batch_size * cfg.patch_size ** 2 / reference
+
+
+def preset(name: str, arch: str, **overrides: Any) -> NetworkConfig:
+    """The preset ``name`` ("paper", "cpu" or "smoke") for ``arch``, with some fields replaced."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    unknown = sorted(set(overrides) - {f.name for f in fields(NetworkConfig)})
+    if unknown:
+        raise ValueError(f"unknown single-network config field(s) {unknown}; known: "
+                         f"{', '.join(f.name for f in fields(NetworkConfig))}")
+    values = dict(PRESETS[name])
+    if name == "cpu":
+        values["iterations"] = CPU_ITERATIONS[check_arch(arch)]
+    return replace(NetworkConfig(arch=arch, **values), **overrides)
+
+
+# ---- Data -----------------------------------------------------------------------------------------------
+
+
+def sample_batch(source: ImageSource, difficulty: str, batch_size: int, patch_size: int, rng: np.random.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_size`` (degraded, clean) pairs as N x 3 x P x P float32 tensors: each a fresh 63x63 patch of
+    ``source`` degraded at ``difficulty`` (:meth:`ImageSource.sample_patch`), cropped at random to P x P."""
+    degraded, clean = [], []
+    for _ in range(batch_size):
+        patch = source.sample_patch(difficulty, rng)
+        top, left = (int(v) for v in rng.integers(0, PATCH_SIZE - patch_size + 1, size=2))
+        window = (slice(top, top + patch_size), slice(left, left + patch_size))
+        degraded.append(patch.degraded[window])
+        clean.append(patch.clean[window])
+    return to_nchw(degraded), to_nchw(clean)
+
+
+@torch.inference_mode()
+def restore(network: nn.Module, degraded: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """The network's output on an N x 3 x H x W batch, in chunks, bounded like the environment's state
+    (``STATE_RANGE``); the network is left in eval mode."""
+    network.eval()
+    return torch.cat([network(part).clamp_(*STATE_RANGE) for part in degraded.split(chunk)])
+
+
+# ---- Files ----------------------------------------------------------------------------------------------
+
+
+def network_payload(network: nn.Module, cfg: NetworkConfig, iteration: int) -> dict[str, Any]:
+    """The fields shared by network files and checkpoints (all that :func:`load_network` reads)."""
+    return {
+        "format": NETWORK_FORMAT,
+        "arch": cfg.arch,
+        "config": asdict(cfg),
+        "iteration": iteration,
+        "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+    }
+
+
+def read_network_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked contents of a network file or checkpoint; ValueError naming the file if it is unreadable
+    or not a single network of :data:`ARCHITECTURES`, FileNotFoundError if it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"network file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types for foreign or damaged files
+        raise ValueError(f"{path} is not a readable network file (torch.load failed: {error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != NETWORK_FORMAT:
+        raise ValueError(f"{path} is not a single-network file of agents.single_network (format "
+                         f"{NETWORK_FORMAT!r})")
+    if payload.get("arch") not in ARCHITECTURES:
+        raise ValueError(f"{path} holds architecture {payload.get('arch')!r}; known: {', '.join(ARCHITECTURES)}")
+    return payload
+
+
+def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The network of a network file or checkpoint on ``device`` in eval mode, and the file's other fields."""
+    payload = read_network_file(path)
+    network = build_network(payload["arch"])
+    try:
+        network.load_state_dict(payload.pop("state_dict"))
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not match the {payload['arch']} architecture: {error}") from error
+    return network.to(resolve_device(device)).eval(), payload
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _check_resumable(payload: dict[str, Any], cfg: NetworkConfig, path: Path) -> None:
+    """ValueError unless ``payload`` is a checkpoint of ``cfg`` (``iterations`` aside)."""
+    if not payload.keys() >= CHECKPOINT_KEYS:
+        raise ValueError(f"{path} is not a training checkpoint (a network file cannot be resumed)")
+    saved = {k: v for k, v in payload["config"].items() if k != "iterations"}
+    wanted = {k: v for k, v in asdict(cfg).items() if k != "iterations"}
+    if saved != wanted:
+        differences = sorted(f"{k}: {saved.get(k)!r} saved, {wanted.get(k)!r} now"
+                             for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        raise ValueError(f"cannot resume {path} with another config ({'; '.join(differences)}); only "
+                         "iterations may change")
+
+
+# ---- Training -------------------------------------------------------------------------------------------
+
+
+def train(
+    cfg: NetworkConfig,
+    out_dir: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+    on_iteration: Callable[[], None] | None = None,
+) -> nn.Module:
+    """Train a network of ``cfg.arch`` to ``cfg.iterations`` and return it (in eval mode).
+
+    Writes to ``out_dir``: ``config.json``, ``log.csv`` (rewritten atomically at every validation),
+    ``checkpoint.pt`` every ``checkpoint_every`` iterations and at the end, and ``network.pt`` at the end,
+    each atomically. ``resume`` continues from ``checkpoint.pt`` exactly as if never stopped (same config,
+    ``iterations`` aside; a finished run just rewrites ``network.pt``); without it an existing checkpoint
+    is an error, never overwritten. ``on_iteration`` is called after every iteration (progress reporting).
+    """
+    device = resolve_device(device)
+    out_dir = Path(out_dir)
+    checkpoint_path, log_path = out_dir / CHECKPOINT_FILE, out_dir / LOG_FILE
+    if resume and not checkpoint_path.is_file():
+        raise FileNotFoundError(f"cannot resume: there is no {checkpoint_path}")
+    if not resume and checkpoint_path.exists():
+        raise FileExistsError(f"{checkpoint_path} exists: resume it or choose another output folder")
+    source = resolve_source(cfg.source, "train")
+    validation = validation_set(cfg.difficulty, cfg.source, cfg.val_patches)
+    val_degraded, val_clean = to_nchw(validation.degraded).to(device), to_nchw(validation.clean).to(device)
+    val_input = float(psnr_batch(val_degraded, val_clean).mean())
+
+    torch.manual_seed(cfg.seed)
+    network = build_network(cfg.arch).to(device)
+    optimizer = torch.optim.Adam(network.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    start, rows = 0, []
+    if resume:
+        payload = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        _check_resumable(payload, cfg, checkpoint_path)
+        network.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(payload["optimizer"])
+        rng.bit_generator.state = payload["numpy_rng"]
+        start, rows = payload["iteration"], list(payload["log"])
+    else:
+        write_text_atomic(out_dir / CONFIG_FILE, json.dumps(asdict(cfg), indent=2) + "\n")
+
+    def save_checkpoint(iteration: int) -> None:
+        atomic_torch_save({**network_payload(network, cfg, iteration), "optimizer": optimizer.state_dict(),
+                           "numpy_rng": rng.bit_generator.state, "log": rows}, checkpoint_path)
+
+    began = time.perf_counter()
+    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc=cfg.arch, unit="it",
+               disable=not progress)
+    network.train()
+    for iteration in bar:
+        lr = learning_rate(cfg, iteration, cfg.iterations)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        degraded, clean = (t.to(device) for t in sample_batch(source, cfg.difficulty, cfg.batch_size,
+                                                                cfg.patch_size, rng))
+        loss = nn.functional.mse_loss(network(degraded), clean)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"{cfg.arch}: the loss became {loss_value} at iteration {iteration}; "
+                                     f"lower the learning rate (now {lr:g})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        done = iteration + 1
+        if done % cfg.eval_every == 0 or done == cfg.iterations:
+            val_output = float(psnr_batch(restore(network, val_degraded), val_clean).mean())
+            network.train()
+            rows.append({"iteration": done, "loss": f"{loss_value:.6g}", "lr": f"{lr:.3g}",
+                         "val_psnr_in": f"{val_input:.4f}", "val_psnr_out": f"{val_output:.4f}",
+                         "val_gain": f"{val_output - val_input:.4f}",
+                         "seconds": f"{time.perf_counter() - began:.1f}"})
+            _write_log(log_path, rows)
+            bar.set_postfix(loss=f"{loss_value:.5f}", gain=f"{val_output - val_input:+.2f} dB")
+        if done % cfg.checkpoint_every == 0 and done < cfg.iterations:
+            save_checkpoint(done)
+        if on_iteration is not None:
+            on_iteration()
+    bar.close()
+    final = max(start, cfg.iterations)
+    save_checkpoint(final)
+    atomic_torch_save(network_payload(network, cfg, final), out_dir / NETWORK_FILE)
+    return network.eval()
+
+
+# ---- Command line ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m agents.single_network``."""
+    parser = argparse.ArgumentParser(prog="python -m agents.single_network", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_command = commands.add_parser("train", help="train (or resume) one single network")
+    train_command.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
+    train_command.add_argument("--out", required=True, help="run folder (config, log, checkpoint, network)")
+    train_command.add_argument("--source", default="builtin", help="training images: builtin or a folder")
+    train_command.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    train_command.add_argument("--difficulty", default="moderate", choices=DIFFICULTIES)
+    train_command.add_argument("--seed", type=int, default=0)
+    train_command.add_argument("--iterations", type=int, help="override the preset's iterations")
+    train_command.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train_command.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    train_command.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    train_command.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; bad arguments exit with status 2 and a message naming the problem."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {} if args.iterations is None else {"iterations": args.iterations}
+    try:
+        cfg = preset(args.preset, args.arch, seed=args.seed, source=args.source, difficulty=args.difficulty,
+                     **overrides)
+        resolve_source(cfg.source, "train")
+        resolve_device(args.device)
+    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
+        parser.error(str(error))
+    train(cfg, args.out, args.device, resume=args.resume, progress=not args.no_progress)
+    print(f"network written to {Path(args.out) / NETWORK_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,271 @@
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import OFFICIAL_DIR, REPO_ROOT
+
+from agents.lstm_dqn import QNetwork
+from benchmarks import leaderboard as lb
+from restore_gym.cli import main as cli_main
+from restore_gym.data import load_test_set
+
+SMOKE = REPO_ROOT / "benchmarks" / "leaderboard-smoke.yml"
+DIFFICULTIES = ["mild", "moderate", "severe"]
+
+
+def smoke_config(root: Path) -> dict:
+    """The smoke config of the repository with its runs and results under ``root``."""
+    return lb.validate_config({**yaml.safe_load(SMOKE.read_text()), "runs": str(root / "runs"),
+                               "out": str(root / "out")})
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory):
+    """The smoke leaderboard run twice from scratch in two folders."""
+    first, second = tmp_path_factory.mktemp("first"), tmp_path_factory.mktemp("second")
+    return (first, lb.run_leaderboard(smoke_config(first), progress=False)), \
+        (second, lb.run_leaderboard(smoke_config(second), progress=False))
+
+
+# ---- configuration ------------------------------------------------------------------------------------
+
+
+def test_the_repository_configs_validate():
+    config = lb.load_config(REPO_ROOT / "benchmarks" / "leaderboard.yml")
+    assert config["difficulties"] == DIFFICULTIES and config["source"] == "auto" and config["max_patches"] is None
+    entries = lb.build_entries(config, official_dir=Path("/official"))
+    assert [e.name for e in entries] == ["random", "stop", "best-tool", "best-chain", "greedy-oracle",
+                                         "exhaustive-oracle", "official", "lstm-dqn", "dncnn", "vdsr", "vdsr-s"]
+    seeds = {e.name: e.seeds for e in entries}
+    assert seeds["random"] == seeds["lstm-dqn"] == seeds["vdsr"] == [0, 1, 2] and seeds["stop"] == [0]
+    assert all(len(e.seeds) >= 3 for e in entries if e.learned)
+    assert config["lstm_dqn"]["preset"] == config["single_networks"]["preset"] == "cpu"
+    smoke = lb.load_config(SMOKE)
+    assert smoke["max_patches"] == 4 and smoke["official"] is False
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"colour": 1}, "unknown key(s) colour; known keys: difficulties"),
+    ({"difficulties": ["hard"]}, "difficulties: unknown name(s) hard; known: mild, moderate, severe"),
+    ({"difficulties": []}, "difficulties must be a non-empty list"),
+    ({"max_patches": 0}, "max_patches must be an integer of at least 1"),
+    ({"baselines": {"names": ["stop", "oracle"]}}, "baselines.names: unknown name(s) oracle; known: random"),
+    ({"baselines": {"names": ["stop"], "runs": 3}}, "baselines: unknown key(s) runs"),
+    ({"baselines": {"seeds": [0, 0]}}, "baselines.seeds lists a seed twice"),
+    ({"baselines": {"seeds": [-1]}}, "baselines.seeds item must be an integer of at least 0"),
+    ({"lstm_dqn": {"overrides": {"epochs": 3}}}, "lstm_dqn.overrides: unknown or sweep-controlled field(s) epochs"),
+    ({"lstm_dqn": {"overrides": {"seed": 3}}}, "unknown or sweep-controlled field(s) seed"),
+    ({"lstm_dqn": {"preset": "fast"}}, "lstm_dqn: unknown preset 'fast'"),
+    ({"lstm_dqn": {"overrides": {"num_envs": 0}}}, "lstm_dqn: invalid config: num_envs=0"),
+    ({"single_networks": {"archs": ["unet"]}}, "single_networks.archs: unknown name(s) unet; known: dncnn"),
+    ({"single_networks": {"overrides": {"patch_size": 99}}}, "single_networks: invalid single-network config"),
+    ({"gallery": {"difficulty": "mild"}, "difficulties": ["severe"]}, "gallery.difficulty 'mild' is not among"),
+    ({"stats": {"confidence": 95}}, "stats.confidence must be a number in (0, 1)"),
+    ({"official": "/nonexistent"}, "official must be 'auto'"),
+    ({"toolbox": "/nonexistent.pt"}, "toolbox file /nonexistent.pt does not exist"),
+    ({"source": "/nonexistent"}, "source folder /nonexistent does not exist"),
+    ({"sb3": [{"algo": "sac"}]}, "sb3[0]: algo must be one of"),
+    ({"sb3": [{"algo": "ppo"}, {"algo": "ppo"}]}, "entry name(s) sb3-ppo appear twice"),
+    ({"baselines": None, "lstm_dqn": None, "single_networks": None}, "defines no entry"),
+])
+def test_bad_configs_are_refused_with_a_clear_message(change, message):
+    base = {"baselines": {"names": ["stop"]}}
+    with pytest.raises(lb.ConfigError) as error:
+        lb.validate_config({**base, **change}, "test.yml")
+    assert message in str(error.value) and str(error.value).startswith("test.yml")
+
+
+def test_bad_files_and_arguments(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="leaderboard config .* does not exist"):
+        lb.load_config(tmp_path / "missing.yml")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("baselines: [stop\n")
+    with pytest.raises(lb.ConfigError, match="is not valid YAML"):
+        lb.load_config(broken)
+    with pytest.raises(SystemExit) as exit_info:
+        lb.main(["--config", str(SMOKE), "--max-patches", "0"])
+    assert exit_info.value.code == 2 and "max_patches must be an integer of at least 1" in capsys.readouterr().err
+
+
+# ---- small parts --------------------------------------------------------------------------------------
+
+
+def test_agent_costs_and_gallery_indices():
+    # 4 convolutions on the 32, 16, 8 and 4 grids, FC 384->32, the LSTM cell (44 + 50 inputs, 200 gates), FC 50->13
+    convs = 32 * 32 * 32 * 3 * 81 + 16 * 16 * 24 * 32 * 25 + 8 * 8 * 24 * 24 * 25 + 4 * 4 * 24 * 24 * 25
+    assert lb.qnetwork_macs(QNetwork()) == convs + 384 * 32 + 94 * 200 + 50 * 13
+    assert [lb._decisions(chain) for chain in ([], [3], [1, 2], [1, 2, 3])] == [1, 2, 3, 3]
+    assert lb.gallery_indices(4, 164) == [0, 54, 109, 163] and lb.gallery_indices(4, 2) == [0, 1]
+
+
+def test_training_source_auto_falls_back_to_builtin():
+    assert lb.resolve_training_source("auto") == "builtin"  # the test cache holds no corpus
+    assert lb.resolve_training_source("/some/folder") == "/some/folder"
+
+
+def test_the_official_entry_is_skipped_with_a_note_when_absent(tmp_path):
+    folder, note = lb.official_folder(str(tmp_path / "nowhere"))
+    assert folder is None and "skipped, their release is not at" in note
+    assert lb.official_folder(False)[1].startswith("the authors' agent: switched off")
+    if OFFICIAL_DIR.is_dir():
+        assert lb.official_folder("auto") == (OFFICIAL_DIR, None)
+
+
+# ---- the tiny end-to-end sweep ---------------------------------------------------------------------------
+
+
+def test_the_sweep_writes_every_output_atomically(sweeps):
+    root, report = sweeps[0]
+    out = root / "out"
+    folder = out / "leaderboard"
+    for name in ("leaderboard.json", "leaderboard.csv", "runs.csv", "psnr.png", "tool_usage.png", "gallery.png"):
+        assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
+    assert not [p for p in out.rglob("*.tmp")]  # no temp file of an atomic write is left behind
+    assert (folder / "psnr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["sweep"] == {"trained": 3, "evaluated": 24, "skipped": 0}
+    assert json.loads((folder / "leaderboard.json").read_text())["rows"] == report["rows"]
+    assert {"packages", "torch", "cuda", "git_commit", "cpu_count"} <= report["provenance"].keys()
+    assert report["max_patches"] == 4 and report["training_source"] == "builtin"
+    for difficulty in DIFFICULTIES:
+        assert report["test_sets"][difficulty]["digest"] == load_test_set(difficulty).digest
+        assert report["test_sets"][difficulty]["patches"] == 4
+    assert report["config"]["lstm_dqn"]["seeds"] == [0, 1] and report["config"]["lstm_dqn"]["preset"] == "smoke"
+    assert [(e["name"], e["seeds"]) for e in report["entries"]] == [
+        ("random", [0, 1]), ("stop", [0]), ("best-tool", [0]), ("greedy-oracle", [0]), ("lstm-dqn", [0, 1]),
+        ("vdsr-s", [0])]
+    # the learned entries were trained where the sweep keeps them
+    assert (root / "runs" / "lstm-dqn" / "seed1" / "agent.pt").is_file()
+    assert (root / "runs" / "single" / "vdsr-s" / "seed0" / "network.pt").is_file()
+
+    markdown = (out / "leaderboard.md").read_text()
+    assert "LIMITED RUN: only the first 4 patches" in markdown and "not deterministic" in markdown
+    assert markdown.count("| random | 2 |") == 3 and "![PSNR per difficulty](leaderboard/psnr.png)" in markdown
+    assert "fewer than 3 training seeds for lstm-dqn, vdsr-s" in markdown
+    rows = list(csv.DictReader((folder / "leaderboard.csv").open()))
+    assert len(rows) == 6 * 3 and {r["patches"] for r in rows} == {"4"}
+    runs = list(csv.DictReader((folder / "runs.csv").open()))
+    assert len(runs) == 24
+
+    run = json.loads((folder / "runs" / "lstm-dqn" / "moderate-seed1.json").read_text())
+    assert run["inputs"]["seed"] == 1 and run["inputs"]["max_patches"] == 4 and run["inputs"]["model"]
+    assert run["report"]["test_set"]["limited_to"] == 4 and len(run["macs_per_patch"]) == 4
+    assert run["parameters"] == 436_068 + 88_063
+    assert run["hyperparameters"]["seed"] == 1 and run["hyperparameters"]["total_timesteps"] == 64
+    assert run["hyperparameters"]["source"] == "builtin"
+    assert report["entries"][-1]["hyperparameters"]["0"]["arch"] == "vdsr-s"
+    chains = run["report"]["per_patch"]["chain"]
+    tools = [sum(lb.TOOL_SPECS[t].macs for t in chain) for chain in chains]
+    assert run["macs_per_patch"] == [m + run["decision_macs"] * lb._decisions(c) for m, c in zip(tools, chains)]
+    with np.load(folder / "runs" / "lstm-dqn" / "moderate-seed0.npz") as gallery:
+        assert gallery["images"].shape == (2, 63, 63, 3) and gallery["indices"].tolist() == [0, 3]
+    assert not (folder / "runs" / "lstm-dqn" / "moderate-seed1.npz").exists()  # the gallery shows seed 0
+
+
+def test_rows_hold_the_statistics(sweeps):
+    rows = {(r["entry"], r["difficulty"]): r for r in sweeps[0][1]["rows"]}
+    stop, random_, network = rows["stop", "mild"], rows["random", "mild"], rows["vdsr-s", "severe"]
+    assert stop["metrics"]["psnr_gain"]["mean"] == 0.0 and stop["metrics"]["parameters"] == 0
+    assert stop["metrics"]["psnr"]["mean"] == pytest.approx(stop["metrics"]["psnr_input"])
+    psnr = random_["metrics"]["psnr"]
+    assert psnr["runs"] == 2 and psnr["tasks"] == 4 and psnr["mean_ci"][0] <= psnr["mean"] <= psnr["mean_ci"][1]
+    assert network["metrics"]["chain_length"] is None and network["tool_usage_per_step"] is None
+    assert network["metrics"]["parameters"] == 168_227 and network["metrics"]["oracle_gain_share"] is None
+    assert rows["best-tool", "moderate"]["metrics"]["chain_length"] == 1.0
+    assert rows["best-tool", "moderate"]["metrics"]["parameters"] in {spec.params for spec in lb.TOOL_SPECS}
+    assert all(row["timing"]["deterministic"] is False for row in rows.values())
+
+
+def test_two_sweeps_from_scratch_give_identical_numbers(sweeps):
+    (_, first), (_, second) = sweeps
+    assert [(r["entry"], r["difficulty"]) for r in first["rows"]] == [(r["entry"], r["difficulty"])
+                                                                       for r in second["rows"]]
+    for a, b in zip(first["rows"], second["rows"]):
+        assert a["metrics"] == b["metrics"], (a["entry"], a["difficulty"])
+        assert a["tool_usage_per_step"] == b["tool_usage_per_step"]
+
+
+def test_a_rerun_skips_finished_results_and_redoes_stale_ones(sweeps):
+    root = sweeps[0][0]
+    results = root / "out" / "leaderboard" / "runs"
+    before = _mtimes(results)
+    report = lb.run_leaderboard(smoke_config(root), progress=False)
+    assert report["sweep"] == {"trained": 0, "evaluated": 0, "skipped": 24}
+    assert _mtimes(results) == before
+    assert [r["metrics"] for r in report["rows"]] == [r["metrics"] for r in sweeps[0][1]["rows"]]
+
+    (results / "stop" / "severe-seed0.json").unlink()  # an interrupted evaluation
+    stale = results / "best-tool" / "mild-seed0.json"
+    stored = json.loads(stale.read_text())
+    stale.write_text(json.dumps({**stored, "fingerprint": "0" * 64}))  # inputs that changed since
+    report = lb.run_leaderboard(smoke_config(root), progress=False)
+    assert report["sweep"] == {"trained": 0, "evaluated": 2, "skipped": 22}
+    assert json.loads(stale.read_text())["fingerprint"] == stored["fingerprint"]
+
+
+def test_more_patches_invalidate_results_and_the_dry_run_plans(sweeps, capsys, tmp_path):
+    root = sweeps[0][0]
+    config = {**smoke_config(root), "max_patches": 5}
+    plan = lb.run_leaderboard(config, dry_run=True)
+    assert plan["skipped"] == 0 and len(plan["jobs"]) == 24
+    assert all(job["label"].startswith("evaluate") for job in plan["jobs"])  # the trained models are kept
+    path = tmp_path / "smoke.yml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE.read_text()), "runs": str(root / "runs"),
+                                    "out": str(root / "out")}))
+    assert cli_main(["leaderboard", "--config", str(path), "--dry-run"]) == 0
+    assert "0 jobs, about 0.0 h; 24 finished results kept" in capsys.readouterr().out
+
+
+def test_a_model_trained_with_another_config_is_never_overwritten(sweeps):
+    root = sweeps[0][0]
+    config = smoke_config(root)
+    config["lstm_dqn"]["overrides"] = {"learning_rate": 0.5}
+    with pytest.raises(RuntimeError, match=r"agent.pt was trained with another config \(learning_rate: 0.0001 "
+                                           r"there, 0.5 here\); delete .*seed0 to train it anew"):
+        lb.run_leaderboard(config, dry_run=True)
+
+
+def test_a_real_sweep_plan_trains_every_seed(tmp_path):
+    config = lb.validate_config({**lb.load_config(REPO_ROOT / "benchmarks" / "leaderboard.yml"),
+                                 "runs": str(tmp_path / "runs"), "out": str(tmp_path / "out"), "official": False,
+                                 "baselines": {"names": ["stop"]}})
+    plan = lb.run_leaderboard(config, dry_run=True)
+    trainings = [job["label"] for job in plan["jobs"] if job["label"].startswith("train")]
+    assert trainings == [f"train {name} seed {s}" for name in ("lstm-dqn", "dncnn", "vdsr", "vdsr-s") for s in range(3)]
+    assert len(plan["jobs"]) == 12 + 3 * (1 + 4 * 3)
+    assert 5 * 3600 < plan["estimated_seconds"] < 8 * 3600  # ~50 core-minutes per agent, ~25 per network
+
+
+def test_the_device_must_exist(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RuntimeError):
+        lb.run_leaderboard({**smoke_config(tmp_path), "device": "cuda"}, progress=False)
+
+
+def test_multiply_adds_of_recurrent_and_dense_layers():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 7))
+    assert lb.forward_macs(net, lambda: net(torch.zeros(1, 3, 5, 5))) == 5 * 5 * 4 * 3 * 9 + 100 * 7
+    lstm = torch.nn.LSTM(6, 8, num_layers=2)  # per step and layer: 4 gates x 8 units x (inputs + 8)
+    assert lb.forward_macs(lstm, lambda: lstm(torch.zeros(3, 1, 6))) == 3 * (32 * (6 + 8) + 32 * (8 + 8))
+
+
+@pytest.mark.skipif(not OFFICIAL_DIR.is_dir(), reason="the authors' released weights are not in ../shared/reference")
+def test_the_authors_agent_with_their_toolbox(tmp_path):
+    config = lb.validate_config({"difficulties": ["moderate"], "max_patches": 3, "official": "auto",
+                                 "baselines": {"names": ["stop"]}, "stats": {"reps": 50},
+                                 "runs": str(tmp_path / "runs"), "out": str(tmp_path / "out")})
+    report = lb.run_leaderboard(config, progress=False)
+    official = next(row for row in report["rows"] if row["entry"] == "official")
+    assert official["metrics"]["parameters"] == 436_068 + 88_063
+    assert official["metrics"]["psnr_gain"]["mean"] > 1.0 and official["metrics"]["agent_macs_per_decision"] > 0
+    run = json.loads((tmp_path / "out" / "leaderboard" / "runs" / "official" / "moderate-seed0.json").read_text())
+    assert run["inputs"]["toolbox"] != report["toolbox"]["fingerprint"]  # their tools, not the shipped ones
+    assert run["report"]["toolbox"]["metadata"]["provenance"].startswith("RL-Restore official release")
