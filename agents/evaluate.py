@@ -4,9 +4,10 @@
 [--checkpoint PATH] [--out FILE] [--seed 0]``
 
 Agents: the baselines of :mod:`agents.baselines`, ``lstm-dqn`` (a trained agent: ``--checkpoint`` is an
-agent file or training checkpoint of :mod:`agents.lstm_dqn`), ``official`` (the authors' released agent:
-``--checkpoint`` is the folder holding ``model.index``) and ``single-network`` (a network of
-:mod:`agents.single_network` that restores in one pass, no toolbox: ``--checkpoint`` is its ``network.pt``).
+agent file or training checkpoint of :mod:`agents.lstm_dqn`; without it, the shipped agent), ``official``
+(the authors' released agent: ``--checkpoint`` is the folder holding ``model.index``) and ``single-network``
+(a network of :mod:`agents.single_network` that restores in one pass, no toolbox: ``--checkpoint`` is its
+``network.pt``).
 The toolbox defaults to the shipped one.
 
 Every test patch runs as one sub-environment of a ``split="test"`` vector environment, which does not end
@@ -222,6 +223,8 @@ def check_agent(name: str, checkpoint: str | None) -> None:
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; known agents: {', '.join(AGENTS)}")
     if name in CHECKPOINT_AGENTS:
+        if checkpoint is None and name == "lstm-dqn":
+            return
         if checkpoint is None:
             raise ValueError(f"agent {name!r} needs --checkpoint"
                              + (" (the authors' model folder)" if name == "official" else " (a .pt file)"))
@@ -248,6 +251,9 @@ def make_policy(name: str, toolbox: Toolbox, difficulty: str, seed: int = 0, che
 
     if name == "official":
         policy = LSTMDQNPolicy(QNetwork.from_official(checkpoint).to(resolve_device(device)))
+    elif checkpoint is None:
+        policy = LSTMDQNPolicy.pretrained(device)
+        return NamedPolicy(name, policy, {"checkpoint": "shipped (restore_gym/weights)"})
     else:
         policy = LSTMDQNPolicy.load(checkpoint, device)
     return NamedPolicy(name, policy, {"checkpoint": str(Path(checkpoint).resolve())})

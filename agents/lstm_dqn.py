@@ -11,6 +11,7 @@ for :mod:`restore_gym.rollout` and the command line (``python -m agents.lstm_dqn
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import os
 import time
@@ -265,6 +266,7 @@ AGENT_ARCHITECTURE = "rl-restore-lstm-dqn-v1"
 CHECKPOINT_FILE = "checkpoint.pt"
 AGENT_FILE = "agent.pt"
 LOG_FILE = "log.csv"
+PRETRAINED_AGENT_FILE = "lstm-dqn-moderate.pt"  # in restore_gym/weights/
 JOINT_TOOLBOX_FILE = "toolbox.pt"  # the jointly trained tools, written at the end when joint_every > 0
 CHECKPOINT_KEYS = frozenset({"config", "toolbox", "global_step", "target_network", "optimizer", "replay", "episodes",
                              "recent", "losses", "rngs"})
@@ -581,6 +583,11 @@ class LSTMDQNPolicy:
         """A trained agent from an agent file or a training checkpoint (see :func:`load_agent`)."""
         return cls(load_agent(path, device)[0])
 
+    @classmethod
+    def pretrained(cls, device: str | torch.device = "cpu") -> LSTMDQNPolicy:
+        """The agent shipped with the package (see :func:`load_pretrained_agent`)."""
+        return cls(load_pretrained_agent(device)[0])
+
     @torch.inference_mode()
     def __call__(self, env: Any, observation: dict[str, np.ndarray]) -> np.ndarray:
         device = self.network.q.weight.device
@@ -708,6 +715,14 @@ def load_agent(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     network = QNetwork()
     network.load_state_dict(payload.pop("q_network"))
     return network.to(resolve_device(device)), payload
+
+
+def load_pretrained_agent(device: str | torch.device = "cpu") -> tuple[QNetwork, dict[str, Any]]:
+    """The agent shipped in ``restore_gym/weights/`` (trained on moderate against ``Toolbox.pretrained()``;
+    model card in the README), as :func:`load_agent` returns it. Needs no network."""
+    resource = importlib.resources.files("restore_gym") / "weights" / PRETRAINED_AGENT_FILE
+    with importlib.resources.as_file(resource) as path:
+        return load_agent(path, device)
 
 
 def _rng_states(rng: np.random.Generator) -> dict[str, Any]:

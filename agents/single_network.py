@@ -28,7 +28,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +48,7 @@ from restore_gym.engine import STATE_RANGE, resolve_device, resolve_source
 from restore_gym.metrics import psnr_batch
 from restore_gym.records import write_text_atomic
 from restore_gym.toolbox import atomic_torch_save
-from restore_gym.train_tools import learning_rate
+from restore_gym.train_tools import learning_rate, mse_step
 
 NETWORK_FORMAT = "restore-gym-single-network-v1"
 NETWORK_FILE, CHECKPOINT_FILE, LOG_FILE, CONFIG_FILE = "network.pt", "checkpoint.pt", "log.csv", "config.json"
@@ -346,18 +345,8 @@ def train(
     network.train()
     for iteration in bar:
         lr = learning_rate(cfg, iteration, cfg.iterations)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        degraded, clean = (t.to(device) for t in sample_batch(source, cfg.difficulty, cfg.batch_size,
-                                                                cfg.patch_size, rng))
-        loss = nn.functional.mse_loss(network(degraded), clean)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"{cfg.arch}: the loss became {loss_value} at iteration {iteration}; "
-                                     f"lower the learning rate (now {lr:g})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        batch = sample_batch(source, cfg.difficulty, cfg.batch_size, cfg.patch_size, rng)
+        loss_value = mse_step(network, optimizer, batch, lr, cfg.arch, iteration, device)
         done = iteration + 1
         if done % cfg.eval_every == 0 or done == cfg.iterations:
             val_output = float(psnr_batch(restore(network, val_degraded), val_clean).mean())

@@ -142,6 +142,27 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam or sgd")
 
 
+def mse_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor], lr: float,
+             tag: str, iteration: int, device: torch.device, grad_clip: float = 0.0) -> float:
+    """One optimiser step at learning rate ``lr`` on the MSE between ``model(batch[0])`` and ``batch[1]``;
+    returns the loss. ``grad_clip`` > 0 clips the gradient norm to ``grad_clip / lr`` (VDSR's adjustable
+    clipping). A loss that is not finite raises FloatingPointError naming ``tag`` and the iteration."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    degraded, clean = (t.to(device) for t in batch)
+    loss = nn.functional.mse_loss(model(degraded), clean)
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        raise FloatingPointError(f"{tag}: the loss became {loss_value} at iteration {iteration}; "
+                                 f"lower the learning rate (now {lr:g}) or enable gradient clipping")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip / lr)
+    optimizer.step()
+    return loss_value
+
+
 @torch.no_grad()
 def validation_gain(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> tuple:
     """Mean PSNR of the distorted inputs and of the tool's (unclipped) outputs on a fixed validation batch."""
@@ -206,20 +227,9 @@ def train_tool(
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{tag} {spec.name}", disable=not progress)
     for iteration in bar:
         lr = learning_rate(config, iteration, total)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        distorted, clean = (t.to(device) for t in sample_band_batch(source, spec, config.batch_size,
-                                                                      config.patch_size, rng))
-        loss = nn.functional.mse_loss(model(distorted), clean)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"{tag}: the loss became {loss_value} at iteration {iteration}; "
-                                     f"lower the learning rate (now {lr:g}) or enable --grad-clip")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip / lr)
-        optimizer.step()
+        batch = sample_band_batch(source, spec, config.batch_size, config.patch_size, rng)
+        loss_value = mse_step(model, optimizer, batch, lr, f"{tag} {spec.name}", iteration, device,
+                              config.grad_clip)
         done = iteration + 1
         if done % config.eval_every == 0 or done == total:
             before, after = validation_gain(model, val_batch, device)
