@@ -282,7 +282,7 @@ class Config:
 
     seed: int = 0
     difficulty: str = "moderate"  # the paper trains on moderate only
-    source: str = "builtin"  # training images: "builtin" or a folder of photos (e.g. the tools' corpus)
+    source: str = "builtin"  # training images: "builtin", "corpus" (the tools' corpus) or a folder of photos
     num_envs: int = 32  # collection is batched; the ratio of updates to agent steps is the authors'
     total_timesteps: int = 2_000_000
     buffer_size: int = 500_000  # steps; whole episodes leave first in, first out
@@ -333,24 +333,24 @@ class Config:
 
 PRESETS: dict[str, Config] = {
     "paper": Config(),
-    # Under an hour on 2 CPU cores. Costs measured on one core (CPU time, official tools): collecting 2.7 ms
-    # per agent step (one tool each), an update 96 ms (32 episodes, ~80 states through the Q-network forward
-    # and backward plus the target). 200k steps with an update every 8 (25k updates, half the authors' rate
-    # per step) cost ~50 core-minutes, mostly updates. 25k updates are 5% of the authors' 500k, so the
-    # learning rate is 2.5x theirs and halves once, at mid-run. Epsilon decays over half the run and the
-    # replay holds a quarter of it, the authors' proportions; the target network is refreshed every 250
-    # updates, ample for episodes of at most 3 steps (bootstrapping 2 deep).
+    # About an hour on 2 CPU cores (the shipped agent: 70 minutes with one thread beside other jobs). Costs
+    # measured on one core (CPU time, official tools): collecting 2.7 ms per agent step (one tool each), an
+    # update 96 ms (32 episodes, ~80 states through the Q-network forward and backward plus the target).
+    # 400k steps with an update every 8 (50k updates, half the authors' rate per step) are 10% of the
+    # authors' 500k updates, so the learning rate is 2.5x theirs and halves once, at mid-run. Epsilon decays
+    # over half the run and the replay holds a quarter of it, the authors' proportions; the target network
+    # is refreshed every 250 updates, ample for episodes of at most 3 steps (bootstrapping 2 deep).
     "cpu": Config(
         num_envs=32,
-        total_timesteps=200_000,
-        buffer_size=50_000,  # 1.2 GB in float16, ~20k episodes
+        total_timesteps=400_000,
+        buffer_size=100_000,  # 2.4 GB in float16, ~40k episodes
         learning_starts=2_000,
         train_frequency=8,
         target_network_frequency=2_000,
         learning_rate=2.5e-4,
-        lr_decay_steps=100_000,
-        exploration_steps=100_000,
-        checkpoint_frequency=25_000,
+        lr_decay_steps=200_000,
+        exploration_steps=200_000,
+        checkpoint_frequency=50_000,
         log_frequency=2_500,
     ),
     # Seconds, for tests: every mechanism (updates, target syncs, a learning-rate halving, a checkpoint) runs.
@@ -959,7 +959,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_command.add_argument("--preset", default="cpu", choices=list(PRESETS))
     train_command.add_argument("--out", required=True, help="output folder (checkpoint, log, agent)")
     train_command.add_argument("--seed", type=int, default=0)
-    train_command.add_argument("--source", default="builtin", help="training images: builtin or a folder")
+    train_command.add_argument("--source", default="builtin", help="training images: builtin, corpus or a folder")
     train_command.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                                help="override one Config field of the preset (repeatable), e.g. total_timesteps=400000")
     train_command.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")

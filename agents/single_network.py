@@ -134,7 +134,7 @@ class NetworkConfig:
     arch: str = "dncnn"
     seed: int = 0
     difficulty: str = "moderate"  # the degradation protocol of the training patches (the agent's)
-    source: str = "builtin"  # training images: "builtin" or a folder (its train split)
+    source: str = "builtin"  # training images: "builtin", "corpus" or a folder (its train split)
     iterations: int = 1000
     batch_size: int = 16
     patch_size: int = 41  # random crop of each 63x63 degraded patch (41: VDSR's receptive field)
@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_command = commands.add_parser("train", help="train (or resume) one single network")
     train_command.add_argument("--arch", required=True, choices=list(ARCHITECTURES))
     train_command.add_argument("--out", required=True, help="run folder (config, log, checkpoint, network)")
-    train_command.add_argument("--source", default="builtin", help="training images: builtin or a folder")
+    train_command.add_argument("--source", default="builtin", help="training images: builtin, corpus or a folder")
     train_command.add_argument("--preset", default="cpu", choices=list(PRESETS))
     train_command.add_argument("--difficulty", default="moderate", choices=DIFFICULTIES)
     train_command.add_argument("--seed", type=int, default=0)

@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
-from restore_gym.corpus import default_out_dir
 from restore_gym.degrade import DIFFICULTIES
+from restore_gym.engine import CORPUS_SOURCE, resolve_source
 from restore_gym.joint import (
     add_joint_arguments,
     check_output_path,
@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agent", required=True, help="agent.pt or checkpoint.pt of agents.lstm_dqn")
     parser.add_argument("--toolbox", help="toolbox .pt file the agent uses (default: the shipped toolbox)")
     parser.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="fine-tuning episodes")
-    parser.add_argument("--source", default=str(default_out_dir()), help="training images: a folder or builtin "
-                        "(default: the tools' corpus, built by python -m restore_gym.corpus)")
+    parser.add_argument("--source", default=CORPUS_SOURCE, help="training images: corpus (the tools' corpus, "
+                        "built by python -m restore_gym.corpus; the default), builtin or a folder")
     parser.add_argument("--num-envs", type=int, default=64, help="episodes run in lockstep")
     parser.add_argument("--out-toolbox", default="runs/joint/toolbox.pt", help="where the fine-tuned toolbox goes")
     parser.add_argument("--results", default=str(RESULTS), help="folder of joint.json and joint.md")
@@ -123,10 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_path(args.out_toolbox, args.toolbox, args.agent)
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        if args.source != "builtin" and not Path(args.source).expanduser().is_dir():
-            raise ValueError(f"no training images at {args.source}: build the corpus with `python -m "
-                             "restore_gym.corpus` or pass --source builtin (or another folder)")
-    except ValueError as error:
+        resolve_source(os.path.expanduser(args.source), "train")
+    except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

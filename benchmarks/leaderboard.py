@@ -51,7 +51,7 @@ from benchmarks.toolbox import DEFAULT_OFFICIAL
 from restore_gym.corpus import corpus_is_complete, default_out_dir
 from restore_gym.data import TestSet, load_test_set
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE
-from restore_gym.engine import MAX_TOOLS, resolve_device
+from restore_gym.engine import CORPUS_SOURCE, MAX_TOOLS, resolve_device
 from restore_gym.records import provenance, write_atomic, write_json_atomic, write_npz_atomic, write_text_atomic
 from restore_gym.rollout import Policy
 from restore_gym.toolbox import NUM_TOOLS, TOOL_SPECS, Toolbox, count_parameters
@@ -64,7 +64,7 @@ DEFAULT_SEEDS = [0, 1, 2]
 ORACLE = "exhaustive-oracle"
 
 # Rough costs for the progress bar's estimate of the remaining time (it calibrates itself as jobs finish).
-LSTM_DQN_SECONDS_PER_STEP = 0.015  # the cpu preset: ~50 core-minutes for 200k steps
+LSTM_DQN_SECONDS_PER_STEP = 0.011  # the cpu preset: ~70 core-minutes for 400k steps
 SB3_SECONDS_PER_STEP = 0.005
 EVAL_SECONDS_PER_PATCH = {"exhaustive-oracle": 10.0, "greedy-oracle": 0.2, "single-network": 0.05}
 EVAL_SECONDS_PER_PATCH_DEFAULT = 0.02
@@ -291,8 +291,7 @@ def resolve_training_source(source: str) -> str:
     ``builtin``; any other value as given."""
     if source != "auto":
         return source
-    corpus = default_out_dir()
-    return str(corpus) if corpus_is_complete(corpus) else "builtin"
+    return CORPUS_SOURCE if corpus_is_complete(default_out_dir()) else "builtin"
 
 
 # =====================================================================================================

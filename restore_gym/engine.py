@@ -40,6 +40,7 @@ STOP = NUM_TOOLS
 NUM_ACTIONS = NUM_TOOLS + 1
 MAX_TOOLS = 3
 STATE_RANGE: tuple[float, float] = (-0.5, 1.5)
+CORPUS_SOURCE = "corpus"
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,26 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_source(source: str | ImageSource, split: str) -> ImageSource:
-    """``"builtin"``, a folder path, or an :class:`ImageSource` (whose split must then match ``split``)."""
+    """``"builtin"``, ``"corpus"`` (the tools' training corpus in the user cache, built by
+    ``python -m restore_gym.corpus``), a folder path, or an :class:`ImageSource` (whose split must then
+    match ``split``)."""
     if isinstance(source, ImageSource):
         if source.split != split:
             raise ValueError(f"the image source is the {source.split!r} split but the environment's split is {split!r}")
         return source
     if not isinstance(source, str):
-        raise TypeError(f"source must be 'builtin', a folder path or an ImageSource, got {type(source).__name__}")
-    return BuiltinImages(split) if source == "builtin" else FolderImages(source, split)
+        raise TypeError(f"source must be 'builtin', 'corpus', a folder path or an ImageSource, got "
+                        f"{type(source).__name__}")
+    if source == "builtin":
+        return BuiltinImages(split)
+    if source == CORPUS_SOURCE:
+        from restore_gym.corpus import corpus_is_complete, default_out_dir  # its imports are only needed here
+
+        if not corpus_is_complete(default_out_dir()):
+            raise FileNotFoundError(f"source 'corpus' needs the corpus in {default_out_dir()}; build it with "
+                                    "`python -m restore_gym.corpus` (about a minute)")
+        return FolderImages(default_out_dir(), split)
+    return FolderImages(source, split)
 
 
 class PatchSupply:

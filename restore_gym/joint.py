@@ -492,8 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--out", required=True, help="the new toolbox file (never the shipped or input file)")
     command.add_argument("--episodes", type=int, required=True, help="training episodes (rounds = episodes // every)")
     command.add_argument("--difficulty", default="moderate", choices=DIFFICULTIES, help="of the training patches")
-    command.add_argument("--source", default="builtin", help="training images: builtin or a folder; the tools' "
-                         "corpus (~/.cache/restore-gym/corpus) overfits far less than builtin's 3 photos")
+    command.add_argument("--source", default="builtin", help="training images: builtin, corpus or a folder; the "
+                         "tools' corpus overfits far less than builtin's 3 photos")
     command.add_argument("--num-envs", type=int, default=64, help="episodes run in lockstep")
     command.add_argument("--eval-difficulties", nargs="+", default=list(DIFFICULTIES), choices=DIFFICULTIES)
     command.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 ARCHITECTURE = "rl-restore-toolbox-v1"
+PRETRAINED_FILES: dict[str, str] = {"plain": "toolbox.pt", "joint": "toolbox-joint.pt"}  # in restore_gym/weights/
 NUM_TOOLS = 12
 PATCH_SIZE = 63
 # Inputs outside this range are almost certainly not [0, 1] images (e.g. uint8 values cast to float).
@@ -355,14 +356,18 @@ class Toolbox(nn.Module):
         return toolbox.to(map_location)
 
     @classmethod
-    def pretrained(cls, map_location: str | torch.device = "cpu") -> Toolbox:
-        """The toolbox shipped with the package (``restore_gym/weights/toolbox.pt``)."""
-        resource = importlib.resources.files("restore_gym") / "weights" / "toolbox.pt"
+    def pretrained(cls, map_location: str | torch.device = "cpu", variant: str = "plain") -> Toolbox:
+        """A toolbox shipped with the package: ``"plain"`` (``weights/toolbox.pt``, the tools trained alone; what
+        ``RLRestore-v0`` uses) or ``"joint"`` (``weights/toolbox-joint.pt``, those tools fine-tuned on the
+        shipped agent's toolchains, :mod:`restore_gym.joint`)."""
+        if variant not in PRETRAINED_FILES:
+            raise ValueError(f"unknown toolbox variant {variant!r}; choose one of {', '.join(PRETRAINED_FILES)}")
+        resource = importlib.resources.files("restore_gym") / "weights" / PRETRAINED_FILES[variant]
         if not resource.is_file():
             raise FileNotFoundError(
-                "the pretrained toolbox (restore_gym/weights/toolbox.pt) is not shipped yet; train one with "
-                "`python -m restore_gym.train_tools` and use Toolbox.load, or Toolbox.from_official for the "
-                "authors' released weights"
+                f"the {variant} pretrained toolbox (restore_gym/weights/{PRETRAINED_FILES[variant]}) is not "
+                "shipped; train one with `python -m restore_gym.train_tools` and use Toolbox.load, or "
+                "Toolbox.from_official for the authors' released weights"
             )
         with importlib.resources.as_file(resource) as path:
             return cls.load(path, map_location)

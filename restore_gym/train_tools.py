@@ -33,8 +33,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from restore_gym.data import BuiltinImages, FolderImages, ImageSource, to_nchw
+from restore_gym.data import BuiltinImages, ImageSource, to_nchw
 from restore_gym.degrade import MARGIN, DegradationParams, as_float_image, check_generator, degrade
+from restore_gym.engine import resolve_source
 from restore_gym.metrics import psnr_batch
 from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
@@ -266,10 +267,11 @@ def parse_tool_list(text: str) -> list[int]:
 
 
 def make_source(spec: str, split: str) -> ImageSource:
-    """``builtin`` (the built-in train split; its validation comes from the same images) or a folder path."""
+    """``builtin`` (the built-in train split; its validation comes from the same images), ``corpus`` or a
+    folder path (see :func:`restore_gym.engine.resolve_source`)."""
     if spec == "builtin":
         return BuiltinImages("train")
-    return FolderImages(spec, split)
+    return resolve_source(spec, split)
 
 
 def train_toolbox(

@@ -220,6 +220,8 @@ def test_bad_input(toolbox, tmp_path):
         Image.fromarray(np.zeros((50, 50, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
     with pytest.raises(ValueError, match="too small"):
         RLRestoreEnv(toolbox=toolbox, source=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="build it with `python -m restore_gym.corpus`"):
+        RLRestoreEnv(toolbox=toolbox, source="corpus")  # the tests' private cache holds no corpus
     vec = RLRestoreVectorEnv(num_envs=2, toolbox=toolbox)
     with pytest.raises(RuntimeError, match="before reset"):
         vec.step(np.array([0, 0]))
