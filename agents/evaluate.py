@@ -18,6 +18,7 @@ do); SSIM on the final image clipped to [0, 1] (SSIM needs a bounded range).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -34,7 +35,7 @@ from restore_gym.data import ImageSource, TestSet, digest_of, to_nchw
 from restore_gym.degrade import check_difficulty
 from restore_gym.engine import MAX_TOOLS, PatchSupply, resolve_device, resolve_source
 from restore_gym.metrics import psnr_batch, ssim
-from restore_gym.records import provenance, write_json_atomic
+from restore_gym.records import file_sha256, provenance, write_json_atomic
 from restore_gym.rollout import Policy, run_one_episode_each
 from restore_gym.toolbox import NUM_TOOLS, TOOL_SPECS, Toolbox, count_macs, count_parameters
 from restore_gym.vector_env import RLRestoreVectorEnv
@@ -217,6 +218,12 @@ def run_network(
     return Evaluation(report, final)
 
 
+def checkpoint_details(checkpoint: str | os.PathLike) -> dict[str, str]:
+    """How a result names its checkpoint: the file or folder name and the SHA-256 of its bytes, never a path
+    of the machine that ran it."""
+    return {"checkpoint": Path(checkpoint).name, "sha256": file_sha256(checkpoint)}
+
+
 def check_agent(name: str, checkpoint: str | None) -> None:
     """ValueError for an unknown agent (listing the known ones) or a checkpoint given to or missing for one;
     FileNotFoundError for a checkpoint path that does not exist."""
@@ -256,7 +263,7 @@ def make_policy(name: str, toolbox: Toolbox, difficulty: str, seed: int = 0, che
         return NamedPolicy(name, policy, {"checkpoint": "shipped (restore_gym/weights)"})
     else:
         policy = LSTMDQNPolicy.load(checkpoint, device)
-    return NamedPolicy(name, policy, {"checkpoint": str(Path(checkpoint).resolve())})
+    return NamedPolicy(name, policy, checkpoint_details(checkpoint))
 
 
 def load_toolbox(path: str | None = None, official_dir: str | None = None) -> Toolbox:
@@ -326,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     if args.agent == SINGLE_NETWORK:
         report = run_network(network, args.difficulty, device=device, max_patches=args.max_patches,
-                             details={"checkpoint": str(Path(args.checkpoint).resolve())}).report
+                             details=checkpoint_details(args.checkpoint)).report
     else:
         report = evaluate(policy, args.difficulty, toolbox, seed=args.seed, device=device,
                           max_patches=args.max_patches)

@@ -52,7 +52,14 @@ from restore_gym.corpus import corpus_is_complete, default_out_dir
 from restore_gym.data import TestSet, load_test_set
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE
 from restore_gym.engine import CORPUS_SOURCE, MAX_TOOLS, resolve_device
-from restore_gym.records import provenance, write_atomic, write_json_atomic, write_npz_atomic, write_text_atomic
+from restore_gym.records import (
+    file_sha256,
+    provenance,
+    write_atomic,
+    write_json_atomic,
+    write_npz_atomic,
+    write_text_atomic,
+)
 from restore_gym.rollout import Policy
 from restore_gym.toolbox import NUM_TOOLS, TOOL_SPECS, Toolbox, count_parameters
 
@@ -387,16 +394,6 @@ def _check_same_config(saved: dict[str, Any], wanted: dict[str, Any], growing: s
                            f"{path.parent} to train it anew with this config, or restore the config of that run")
 
 
-def file_digest(*paths: Path) -> str:
-    """SHA-256 over the bytes of ``paths``, in order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass
 class Entry:
     """One row of the leaderboard: a kind, its seeds and how to train (learned entries) and evaluate it.
@@ -504,9 +501,9 @@ class Entry:
     def model_digest(self, ctx: Context, seed: int) -> str | None:
         if self.kind == "official":
             models = Path(self.spec["dir"]) / "models"
-            return file_digest(*sorted(p for p in models.iterdir() if p.is_file()))
+            return file_sha256(models)
         path = self.model_file(ctx, seed)
-        return file_digest(path) if path is not None and path.is_file() else None
+        return file_sha256(path) if path is not None and path.is_file() else None
 
     def evaluate(self, ctx: Context, toolbox: Toolbox | None, difficulty: str, seed: int) -> Outcome:
         """Evaluate ``seed`` of this entry on the test set of ``difficulty``."""

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import importlib
 import json
 import math
@@ -63,6 +62,7 @@ from tqdm import tqdm
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.engine import STATE_RANGE, EpisodeReport, resolve_device
 from restore_gym.env import RLRestoreEnv
+from restore_gym.records import file_sha256
 from restore_gym.toolbox import NUM_TOOLS, Toolbox
 from restore_gym.vector_env import RLRestoreVectorEnv
 
@@ -356,14 +356,6 @@ def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike | None)
     return out
 
 
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _lstm_dqn() -> Any:
     """The module :mod:`agents.lstm_dqn` (the paper's agent), which lives beside the package, not in it."""
     try:
@@ -408,7 +400,7 @@ def finetune(
     network, agent_info = lstm_dqn.load_agent(agent, device)
     tools = Toolbox.load(toolbox, device) if toolbox is not None else Toolbox.pretrained(device)
     base = {"path": str(toolbox) if toolbox is not None else "restore_gym/weights/toolbox.pt (shipped)",
-            "sha256": _sha256(toolbox) if toolbox is not None else None,
+            "sha256": file_sha256(toolbox) if toolbox is not None else None,
             "version": tools.version, "metadata": dict(tools.metadata)}
     env = RLRestoreVectorEnv(num_envs, difficulty, "train", source, tools, device, end_on_psnr_drop=False)
     trainer = JointTrainer(tools, config).attach(env)
@@ -427,7 +419,7 @@ def finetune(
     seconds = time.perf_counter() - start
     record = {
         "base_toolbox": base,
-        "agent": {"path": str(agent), "sha256": _sha256(agent), "global_step": agent_info.get("global_step"),
+        "agent": {"path": str(agent), "sha256": file_sha256(agent), "global_step": agent_info.get("global_step"),
                   "toolbox": agent_info.get("toolbox")},
         "joint_config": asdict(config),
         "difficulty": difficulty,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -90,3 +91,15 @@ def provenance() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def file_sha256(*paths: str | os.PathLike) -> str:
+    """SHA-256 over the bytes of ``paths``, in order; a folder counts as its files in name order."""
+    digest = hashlib.sha256()
+    for given in paths:
+        path = Path(given)
+        for file in sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]:
+            with file.open("rb") as handle:
+                for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()

@@ -25,9 +25,12 @@ from agents.lstm_dqn import (
     learning_rate,
     linear_schedule,
     load_agent,
+    load_pretrained_agent,
     parse_overrides,
     preset,
+    stored_config,
     td_targets,
+    toolbox_info,
     train,
 )
 from restore_gym.rollout import run_one_episode_each
@@ -314,3 +317,29 @@ def test_agent_files_and_clear_errors(trained, tmp_path, shift_toolbox):
     torch.save(payload, tmp_path / "agent_only" / CHECKPOINT_FILE)
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
         train(PRESETS["smoke"], tmp_path / "agent_only", shift_toolbox, resume=True, progress=False)
+
+
+def test_the_shipped_agent_loads_offline_and_restores():
+    network, info = load_pretrained_agent()
+    shipped_tools = Toolbox.pretrained()
+    assert info["toolbox"] == toolbox_info(shipped_tools)  # trained against the shipped toolbox
+    config = stored_config(info)
+    assert config["difficulty"] == "moderate" and info["global_step"] >= config["total_timesteps"]
+    assert "/" not in config["source"]  # a named source, no path of the training machine
+    vec = RLRestoreVectorEnv(16, "moderate", split="test", toolbox=shipped_tools)
+    result = run_one_episode_each(vec, LSTMDQNPolicy.pretrained(), seed=0)
+    assert np.mean(result["psnr_final"] - result["psnr_input"]) > 1.0
+    assert all(1 <= len(chain) <= 3 for chain in result["chains"])
+
+
+def test_a_checkpoint_from_before_new_config_fields_still_resumes(trained, tmp_path, shift_toolbox):
+    out, _ = trained
+    payload = torch.load(out / CHECKPOINT_FILE, weights_only=False)
+    payload["config"] = {k: v for k, v in payload["config"].items() if not k.startswith("joint_")}
+    resumed = tmp_path / "old"
+    resumed.mkdir()
+    torch.save(payload, resumed / CHECKPOINT_FILE)
+    (resumed / LOG_FILE).write_text((out / LOG_FILE).read_text())
+    assert stored_config(payload) == PRESETS["smoke"].__dict__
+    train(preset("smoke", total_timesteps=80), resumed, shift_toolbox, resume=True, progress=False)
+    assert load_agent(resumed / AGENT_FILE)[1]["global_step"] >= 80

@@ -8,7 +8,6 @@ from conftest import OFFICIAL_DIR
 from PIL import Image
 from torch import nn
 
-from restore_gym import toolbox as tb
 from restore_gym.metrics import psnr_batch
 from restore_gym.tf_checkpoint import CheckpointError, read_checkpoint
 from restore_gym.toolbox import (
@@ -301,13 +300,14 @@ def test_load_refuses_a_state_for_another_architecture(tmp_path, toolbox):
         Toolbox.load(tmp_path / "wrong.pt")
 
 
-def test_pretrained_weights_or_clear_error():
-    shipped = Path(tb.__file__).with_name("weights") / "toolbox.pt"
-    if shipped.is_file():
-        assert count_parameters(Toolbox.pretrained()) == 436_068
-    else:
-        with pytest.raises(FileNotFoundError, match="not shipped yet"):
-            Toolbox.pretrained()
+def test_the_shipped_toolboxes_load_offline():
+    plain, joint = Toolbox.pretrained(), Toolbox.pretrained(variant="joint")
+    assert count_parameters(plain) == count_parameters(joint) == 436_068
+    assert plain.version == 0 and joint.version > 0  # joint: rounds of fine-tuning on the shipped agent's chains
+    assert joint.metadata["base_toolbox"]["metadata"]["name"] == plain.metadata["name"]
+    assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), joint.state_dict().values()))
+    with pytest.raises(ValueError, match="unknown toolbox variant 'best'; choose one of plain, joint"):
+        Toolbox.pretrained(variant="best")
 
 
 def test_from_official_missing_or_foreign_files(tmp_path, official):
