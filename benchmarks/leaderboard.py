@@ -600,8 +600,10 @@ class Sweep:
     """Plans and runs the jobs of one leaderboard config, then aggregates the result files."""
 
     def __init__(self, config: dict[str, Any], out: Path, ctx: Context, official_note: str | None,
-                 official_dir: Path | None) -> None:
+                 official_dir: Path | None, train_missing: bool = True) -> None:
         self.config, self.out, self.ctx = config, out, ctx
+        self.train_missing = train_missing
+        self.untrained: set[tuple[str, int]] = set()  # (entry, seed) left out because they are not trained
         self.entries = build_entries(config, official_dir)
         self.notes = [official_note] if official_note else []
         self.results = out / "leaderboard" / "runs"
@@ -686,6 +688,9 @@ class Sweep:
         for entry in self.entries:
             for seed in entry.seeds:
                 must_train = not entry.trained(self.ctx, seed)
+                if must_train and not self.train_missing:
+                    self.untrained.add((entry.name, seed))
+                    continue
                 if must_train:
                     cost = entry.train_cost(self.ctx, seed)
                     jobs.append(Job("train", f"train {entry.name} seed {seed}", cost,
@@ -744,7 +749,7 @@ def load_results(sweep: Sweep) -> dict[tuple[str, str], list[dict[str, Any]]]:
     for entry in sweep.entries:
         for difficulty in sweep.config["difficulties"]:
             results[entry.name, difficulty] = [json.loads(sweep.result_path(entry, difficulty, seed).read_text())
-                                               for seed in entry.seeds]
+                                               for seed in entry.seeds if (entry.name, seed) not in sweep.untrained]
     return results
 
 
@@ -769,20 +774,23 @@ def aggregate(runs: list[dict[str, Any]], stats: dict[str, Any]) -> dict[str, An
 
 def build_rows(sweep: Sweep, results: dict[tuple[str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per entry and difficulty: aggregates, share of the exhaustive oracle's gain, timing."""
-    aggregates = {key: aggregate(runs, sweep.config["stats"]) for key, runs in results.items()}
+    aggregates = {key: aggregate(runs, sweep.config["stats"]) for key, runs in results.items() if runs}
     rows = []
     for difficulty in sweep.config["difficulties"]:
         oracle = aggregates.get((ORACLE, difficulty))
         oracle_gain = oracle["psnr_gain"]["mean"] if oracle else None
         for entry in sweep.entries:
             runs = results[entry.name, difficulty]
+            if not runs:  # no seed trained yet (--no-train)
+                continue
             metrics = aggregates[entry.name, difficulty]
             gain = metrics["psnr_gain"]["mean"]
             metrics["oracle_gain_share"] = gain / oracle_gain if oracle_gain else None
             usage = [run["report"]["tool_usage"]["per_step"] for run in runs] if metrics["chain_length"] is not None \
                 else None
             rows.append({
-                "entry": entry.name, "kind": entry.kind, "difficulty": difficulty, "seeds": entry.seeds,
+                "entry": entry.name, "kind": entry.kind, "difficulty": difficulty,
+                "seeds": [run["seed"] for run in runs],
                 "patches": runs[0]["report"]["patches"], "metrics": metrics,
                 "tool_usage_per_step": None if usage is None else np.sum(usage, axis=0).tolist(),
                 "timing": {"wall_seconds_per_patch": float(np.mean(
@@ -880,8 +888,13 @@ def markdown(sweep: Sweep, rows: list[dict[str, Any]], header: dict[str, Any]) -
         lines.append("")
     lines += ["\\* wall time per patch on this run's machine, including a policy's own work (an oracle's search; "
               "the exhaustive oracle's search is cached on disk after its first run).", ""]
-    few = [e.name for e in sweep.entries if e.learned and len(e.seeds) < 3]
+    trained = {e.name: [s for s in e.seeds if (e.name, s) not in sweep.untrained] for e in sweep.entries}
+    few = [e.name for e in sweep.entries if e.learned and 0 < len(trained[e.name]) < 3]
     notes = list(sweep.notes)
+    for name in dict.fromkeys(name for name, _ in sorted(sweep.untrained)):
+        seeds = sorted(seed for entry, seed in sweep.untrained if entry == name)
+        notes.append(f"{name}: seed(s) {', '.join(map(str, seeds))} not trained yet (run without --no-train to "
+                     "train them); the row aggregates the trained seeds only")
     if few:
         notes.append(f"fewer than 3 training seeds for {', '.join(few)}: their intervals are not meaningful")
     if notes:
@@ -967,16 +980,18 @@ def plot_gallery(sweep: Sweep, results: dict[tuple[str, str], list[dict[str, Any
     difficulty = sweep.config["gallery"]["difficulty"]
     indices = gallery_indices(sweep.config["gallery"]["patches"], sweep.patches(difficulty))
     test_set = sweep.ctx.test_set(difficulty)
-    columns = ["input", *(entry.name for entry in sweep.entries), "clean"]
+    # Entries whose first seed was evaluated (with --no-train an untrained one is not).
+    shown = [entry for entry in sweep.entries if (entry.name, entry.seeds[0]) not in sweep.untrained]
+    columns = ["input", *(entry.name for entry in shown), "clean"]
     fig, axes = plt.subplots(len(indices), len(columns), squeeze=False,
                              figsize=(1.5 * len(columns), 1.75 * len(indices) + 0.5))
-    first = {entry.name: results[entry.name, difficulty][0] for entry in sweep.entries}
+    first = {entry.name: results[entry.name, difficulty][0] for entry in shown}
     images = {entry.name: np.load(sweep.result_path(entry, difficulty, entry.seeds[0]).with_suffix(".npz"))["images"]
-              for entry in sweep.entries}
+              for entry in shown}
     for r, index in enumerate(indices):
-        psnr_input = first[sweep.entries[0].name]["report"]["per_patch"]["psnr_input"][index]
+        psnr_input = first[shown[0].name]["report"]["per_patch"]["psnr_input"][index]
         panels = [(test_set.degraded[index], f"{psnr_input:.2f} dB")]
-        for entry in sweep.entries:
+        for entry in shown:
             per_patch = first[entry.name]["report"]["per_patch"]
             chain = None if per_patch["chain"] is None else per_patch["chain"][index]
             panels.append((images[entry.name][r], f"{_chain_text(chain)}\n{per_patch['psnr'][index]:.2f} dB"))
@@ -1014,7 +1029,7 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
         "entries": [{"name": e.name, "kind": e.kind, "seeds": e.seeds, "spec": e.spec,
                      "hyperparameters": {str(seed): e.hyperparameters(sweep.ctx, seed) for seed in e.seeds}}
                     for e in sweep.entries],
-        "notes": sweep.notes, "rows": rows, "sweep": counts,
+        "notes": sweep.notes, "untrained": sorted(sweep.untrained), "rows": rows, "sweep": counts,
     }
     write_json_atomic(folder / "leaderboard.json", report)
     write_text_atomic(folder / "leaderboard.csv", _csv(ROW_COLUMNS, [row_record(row) for row in rows]))
@@ -1026,18 +1041,20 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
     return report
 
 
-def run_leaderboard(config: dict[str, Any], progress: bool = True, dry_run: bool = False) -> dict[str, Any]:
+def run_leaderboard(config: dict[str, Any], progress: bool = True, dry_run: bool = False,
+                    train: bool = True) -> dict[str, Any]:
     """Train what is missing, evaluate what is not stored yet and write the outputs of a validated config.
 
     Returns the ``leaderboard.json`` contents, or with ``dry_run`` only the plan (jobs and their estimated
-    seconds) without running anything.
+    seconds) without running anything. With ``train`` False, seeds not trained yet are left out (and named in
+    the notes) instead of trained.
     """
     device = resolve_device(config["device"])
     toolbox = load_toolbox(None if config["toolbox"] == "pretrained" else config["toolbox"]).to(device)
     ctx = Context(toolbox, device, resolve_training_source(config["source"]), Path(config["runs"]),
                   config["max_patches"])
     official_dir, note = official_folder(config["official"])
-    sweep = Sweep(config, Path(config["out"]), ctx, note, official_dir)
+    sweep = Sweep(config, Path(config["out"]), ctx, note, official_dir, train_missing=train)
     if dry_run:
         jobs, skipped = sweep.plan()
         return {"jobs": [{"label": job.label, "estimated_seconds": job.cost} for job in jobs], "skipped": skipped,
@@ -1058,6 +1075,8 @@ def build_parser(prog: str = "python -m benchmarks.leaderboard") -> argparse.Arg
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's device)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--dry-run", action="store_true", help="print the jobs still to run and their estimated time")
+    parser.add_argument("--no-train", action="store_true", help="train nothing: leave out the seeds not trained yet "
+                        "(named in the notes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -1076,7 +1095,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.le
         parser.error(str(error))
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run_leaderboard(config, progress=not args.no_progress, dry_run=args.dry_run)
+    result = run_leaderboard(config, progress=not args.no_progress, dry_run=args.dry_run, train=not args.no_train)
     if args.dry_run:
         for job in result["jobs"]:
             print(f"{job['estimated_seconds'] / 60:9.1f} min  {job['label']}")

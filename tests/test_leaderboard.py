@@ -269,3 +269,18 @@ def test_the_authors_agent_with_their_toolbox(tmp_path):
     run = json.loads((tmp_path / "out" / "leaderboard" / "runs" / "official" / "moderate-seed0.json").read_text())
     assert run["inputs"]["toolbox"] != report["toolbox"]["fingerprint"]  # their tools, not the shipped ones
     assert run["report"]["toolbox"]["metadata"]["provenance"].startswith("RL-Restore official release")
+
+
+def test_no_train_leaves_out_untrained_seeds_and_names_them(sweeps, tmp_path):
+    config = smoke_config(sweeps[0][0])
+    config["lstm_dqn"]["seeds"] = [0, 1, 5]  # seeds 0 and 1 are trained by the smoke sweep, seed 5 is not
+    config["single_networks"]["seeds"] = [7]  # nothing trained
+    config["out"] = str(tmp_path / "out")
+    plan = lb.run_leaderboard(config, dry_run=True, train=False)
+    assert not [job for job in plan["jobs"] if job["label"].startswith("train")]
+    result = lb.run_leaderboard(config, progress=False, train=False)
+    assert [tuple(pair) for pair in result["untrained"]] == [("lstm-dqn", 5), ("vdsr-s", 7)]
+    rows = {(row["entry"], row["difficulty"]): row for row in result["rows"]}
+    assert rows["lstm-dqn", "moderate"]["seeds"] == [0, 1] and ("vdsr-s", "moderate") not in rows
+    markdown = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "lstm-dqn: seed(s) 5 not trained yet" in markdown and "vdsr-s: seed(s) 7 not trained yet" in markdown
