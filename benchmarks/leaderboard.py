@@ -407,6 +407,11 @@ class Entry:
     spec: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def public_spec(self) -> dict[str, Any]:
+        """``spec`` as results record it: the authors' release by its folder name, not its path on this machine."""
+        return {**self.spec, "dir": Path(self.spec["dir"]).name} if "dir" in self.spec else dict(self.spec)
+
+    @property
     def learned(self) -> bool:
         return self.kind in ("lstm-dqn", "single-network", "sb3")
 
@@ -462,7 +467,7 @@ class Entry:
             return asdict(self.network_config(ctx, seed))
         if self.kind == "sb3":
             return {"seed": seed, **_sb3_block(self.spec, ctx.source)}
-        return dict(self.spec)
+        return self.public_spec
 
     def train_cost(self, ctx: Context, seed: int) -> float:
         """Estimated seconds to train ``seed`` from scratch."""
@@ -639,7 +644,7 @@ class Sweep:
 
     def inputs(self, entry: Entry, difficulty: str, seed: int) -> dict[str, Any]:
         """Everything a result depends on; its hash decides whether a stored result is still valid."""
-        spec = dict(entry.spec)
+        spec = entry.public_spec
         if (entry.kind == "baseline" and entry.name in ("best-tool", "best-chain")) or entry.learned:
             spec["source"] = self.ctx.source
         return {
@@ -1026,7 +1031,7 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
     }
     report = {
         "benchmark": "leaderboard", **header, "config": sweep.config,
-        "entries": [{"name": e.name, "kind": e.kind, "seeds": e.seeds, "spec": e.spec,
+        "entries": [{"name": e.name, "kind": e.kind, "seeds": e.seeds, "spec": e.public_spec,
                      "hyperparameters": {str(seed): e.hyperparameters(sweep.ctx, seed) for seed in e.seeds}}
                     for e in sweep.entries],
         "notes": sweep.notes, "untrained": sorted(sweep.untrained), "rows": rows, "sweep": counts,
