@@ -30,6 +30,7 @@ from restore_gym.data import load_test_set
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.engine import resolve_device
 from restore_gym.joint import JointConfig, JointTrainer
+from restore_gym.records import load_torch_file
 from restore_gym.rollout import Policy, run_one_episode_each
 from restore_gym.tf_checkpoint import CheckpointError, read_official_agent
 from restore_gym.toolbox import NUM_TOOLS, PATCH_SIZE, Toolbox, atomic_torch_save
@@ -685,12 +686,7 @@ def read_agent_file(path: str | os.PathLike) -> dict[str, Any]:
     """The checked contents of an agent file or checkpoint; :class:`CheckpointError` (a ValueError) naming the
     file if it is missing, unreadable, or holds another architecture or action count."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"agent file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises many types for foreign or damaged files
-        raise CheckpointError(f"{path} is not a readable agent file (torch.load failed: {error})") from error
+    payload = load_torch_file(path, "agent file", CheckpointError, CheckpointError)
     if not isinstance(payload, dict) or not {"architecture", "num_actions", "q_network"} <= payload.keys():
         raise CheckpointError(f"{path} is not an agent file: expected architecture, num_actions and q_network, "
                               "as written by agents.lstm_dqn")

@@ -46,7 +46,7 @@ from restore_gym.data import ImageSource, to_nchw
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
 from restore_gym.engine import STATE_RANGE, resolve_device, resolve_source
 from restore_gym.metrics import psnr_batch
-from restore_gym.records import write_text_atomic
+from restore_gym.records import load_torch_file, write_text_atomic
 from restore_gym.toolbox import atomic_torch_save
 from restore_gym.train_tools import learning_rate, mse_step
 
@@ -243,12 +243,7 @@ def read_network_file(path: str | os.PathLike) -> dict[str, Any]:
     """The checked contents of a network file or checkpoint; ValueError naming the file if it is unreadable
     or not a single network of :data:`ARCHITECTURES`, FileNotFoundError if it is missing."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"network file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises many types for foreign or damaged files
-        raise ValueError(f"{path} is not a readable network file (torch.load failed: {error})") from error
+    payload = load_torch_file(path, "network file")
     if not isinstance(payload, dict) or payload.get("format") != NETWORK_FORMAT:
         raise ValueError(f"{path} is not a single-network file of agents.single_network (format "
                          f"{NETWORK_FORMAT!r})")

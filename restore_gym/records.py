@@ -103,3 +103,15 @@ def file_sha256(*paths: str | os.PathLike) -> str:
                 for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()
+
+
+def load_torch_file(path: Path, what: str, missing: type[Exception] = FileNotFoundError,
+                    unreadable: type[Exception] = ValueError) -> Any:
+    """``torch.load`` of ``path`` (weights only, onto the CPU); ``missing`` or ``unreadable`` naming the file
+    and ``what`` it should be when it does not exist or cannot be read."""
+    if not path.is_file():
+        raise missing(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types for foreign or damaged files
+        raise unreadable(f"{path} is not a readable {what} (torch.load failed: {error})") from error
