@@ -30,7 +30,7 @@ from restore_gym.data import load_test_set
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.engine import resolve_device
 from restore_gym.joint import JointConfig, JointTrainer
-from restore_gym.records import load_torch_file
+from restore_gym.records import config_differences, load_torch_file
 from restore_gym.rollout import Policy, run_one_episode_each
 from restore_gym.tf_checkpoint import CheckpointError, read_official_agent
 from restore_gym.toolbox import NUM_TOOLS, PATCH_SIZE, Toolbox, atomic_torch_save
@@ -748,11 +748,8 @@ def _check_resumable(payload: dict[str, Any], cfg: Config, toolbox: Toolbox, pat
     if missing:
         raise CheckpointError(f"{path} is not a training checkpoint (no {', '.join(missing)}); an agent file "
                               "cannot be resumed")
-    saved = {k: v for k, v in stored_config(payload).items() if k != "total_timesteps"}
-    wanted = {k: v for k, v in asdict(cfg).items() if k != "total_timesteps"}
-    if saved != wanted:
-        differences = sorted(f"{k}: {saved.get(k)!r} saved, {wanted.get(k)!r} now"
-                             for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    differences = config_differences(stored_config(payload), asdict(cfg), "total_timesteps")
+    if differences:
         raise ValueError(f"cannot resume {path} with another config ({'; '.join(differences)}); only "
                          "total_timesteps may change")
     if payload.get("base_toolbox", payload["toolbox"]) != toolbox_info(toolbox):

@@ -46,7 +46,7 @@ from restore_gym.data import ImageSource, to_nchw
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
 from restore_gym.engine import STATE_RANGE, resolve_device, resolve_source
 from restore_gym.metrics import psnr_batch
-from restore_gym.records import load_torch_file, write_text_atomic
+from restore_gym.records import config_differences, load_torch_file, write_text_atomic
 from restore_gym.toolbox import atomic_torch_save
 from restore_gym.train_tools import learning_rate, mse_step
 
@@ -275,11 +275,8 @@ def _check_resumable(payload: dict[str, Any], cfg: NetworkConfig, path: Path) ->
     """ValueError unless ``payload`` is a checkpoint of ``cfg`` (``iterations`` aside)."""
     if not payload.keys() >= CHECKPOINT_KEYS:
         raise ValueError(f"{path} is not a training checkpoint (a network file cannot be resumed)")
-    saved = {k: v for k, v in payload["config"].items() if k != "iterations"}
-    wanted = {k: v for k, v in asdict(cfg).items() if k != "iterations"}
-    if saved != wanted:
-        differences = sorted(f"{k}: {saved.get(k)!r} saved, {wanted.get(k)!r} now"
-                             for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    differences = config_differences(payload["config"], asdict(cfg), "iterations")
+    if differences:
         raise ValueError(f"cannot resume {path} with another config ({'; '.join(differences)}); only "
                          "iterations may change")
 

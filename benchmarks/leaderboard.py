@@ -53,6 +53,7 @@ from restore_gym.data import TestSet, load_test_set
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE
 from restore_gym.engine import CORPUS_SOURCE, MAX_TOOLS, resolve_device
 from restore_gym.records import (
+    config_differences,
     file_sha256,
     provenance,
     write_atomic,
@@ -386,9 +387,7 @@ def _policy_outcome(policy: Policy, ctx: Context, toolbox: Toolbox, difficulty: 
 def _check_same_config(saved: dict[str, Any], wanted: dict[str, Any], growing: str | None, path: Path) -> None:
     """RuntimeError naming the differences unless ``saved`` equals ``wanted``, the field ``growing`` aside (a
     run may be extended)."""
-    keys = (saved.keys() | wanted.keys()) - {growing}
-    differences = sorted(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} here" for k in keys
-                         if saved.get(k) != wanted.get(k))
+    differences = config_differences(saved, wanted, growing, labels=("there", "here"))
     if differences:
         raise RuntimeError(f"{path} was trained with another config ({'; '.join(differences)}); delete "
                            f"{path.parent} to train it anew with this config, or restore the config of that run")

@@ -115,3 +115,12 @@ def load_torch_file(path: Path, what: str, missing: type[Exception] = FileNotFou
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for foreign or damaged files
         raise unreadable(f"{path} is not a readable {what} (torch.load failed: {error})") from error
+
+
+def config_differences(saved: dict[str, Any], wanted: dict[str, Any], ignore: str | None = None,
+                       labels: tuple[str, str] = ("saved", "now")) -> list[str]:
+    """``"key: saved_value <labels[0]>, wanted_value <labels[1]>"`` for every key (but ``ignore``) whose values
+    differ between two configs, sorted; empty when they agree."""
+    keys = (saved.keys() | wanted.keys()) - {ignore}
+    return sorted(f"{k}: {saved.get(k)!r} {labels[0]}, {wanted.get(k)!r} {labels[1]}" for k in keys
+                  if saved.get(k) != wanted.get(k))
