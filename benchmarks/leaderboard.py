@@ -32,7 +32,9 @@ import csv
 import hashlib
 import io
 import json
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -447,6 +449,10 @@ class Entry:
             cfg = self.lstm_config(ctx, seed)
             payload = lstm_dqn.read_agent_file(path)
             _check_same_config(lstm_dqn.stored_config(payload), asdict(cfg), "total_timesteps", path)
+            trained_with, here = payload.get("base_toolbox", payload["toolbox"]), lstm_dqn.toolbox_info(ctx.toolbox)
+            if trained_with != here:
+                raise RuntimeError(f"{path} was trained with another toolbox ({trained_with}, not {here}); delete "
+                                   f"{path.parent} to train it anew with this toolbox")
             return payload["global_step"] >= cfg.total_timesteps
         if self.kind == "single-network":
             cfg = self.network_config(ctx, seed)
@@ -589,6 +595,8 @@ class Job:
     label: str
     cost: float
     run: Callable[[Callable[[float], None]], None]  # called with a function that advances the progress bar
+    entry: str = ""  # the entry and seed a training job trains
+    seed: int = 0
 
 
 def _fingerprint(inputs: dict[str, Any]) -> str:
@@ -604,9 +612,9 @@ class Sweep:
     """Plans and runs the jobs of one leaderboard config, then aggregates the result files."""
 
     def __init__(self, config: dict[str, Any], out: Path, ctx: Context, official_note: str | None,
-                 official_dir: Path | None, train_missing: bool = True) -> None:
+                 official_dir: Path | None, train_missing: bool = True, jobs: int = 1) -> None:
         self.config, self.out, self.ctx = config, out, ctx
-        self.train_missing = train_missing
+        self.train_missing, self.jobs, self.official_dir = train_missing, jobs, official_dir
         self.untrained: set[tuple[str, int]] = set()  # (entry, seed) left out because they are not trained
         self.entries = build_entries(config, official_dir)
         self.notes = [official_note] if official_note else []
@@ -698,7 +706,7 @@ class Sweep:
                 if must_train:
                     cost = entry.train_cost(self.ctx, seed)
                     jobs.append(Job("train", f"train {entry.name} seed {seed}", cost,
-                                    self._train_job(entry, seed, cost)))
+                                    self._train_job(entry, seed, cost), entry.name, seed))
                 for difficulty in self.config["difficulties"]:
                     if not must_train and self.finished(entry, difficulty, seed):
                         skipped += 1
@@ -719,15 +727,42 @@ class Sweep:
         jobs, skipped = self.plan()
         bar = tqdm(total=round(sum(job.cost for job in jobs), 3), disable=not progress, desc="leaderboard",
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}")
-        counts = {"train": 0, "evaluate": 0}
+        trainings = [job for job in jobs if job.kind == "train"]
+        if self.jobs > 1 and len(trainings) > 1:
+            self._train_in_parallel(trainings, bar)
+            jobs = [job for job in jobs if job.kind != "train"]
         for job in jobs:
             bar.set_postfix_str(job.label)
             advance = _Advance(bar, job.cost)
             job.run(advance)
             advance(job.cost)
-            counts[job.kind] += 1
         bar.close()
-        return {"trained": counts["train"], "evaluated": counts["evaluate"], "skipped": skipped}
+        return {"trained": len(trainings), "evaluated": len(jobs) - sum(job.kind == "train" for job in jobs),
+                "skipped": skipped}
+
+    def _train_in_parallel(self, trainings: list[Job], bar: tqdm) -> None:
+        """Run the training jobs in ``self.jobs`` worker processes, advancing ``bar`` as each one finishes."""
+        threads = max(1, torch.get_num_threads() // self.jobs)
+        context = multiprocessing.get_context("spawn")  # a forked torch process may deadlock in its thread pools
+        with ProcessPoolExecutor(self.jobs, mp_context=context) as pool:
+            futures = {pool.submit(_train_worker, self.config, self.official_dir, job.entry, job.seed, threads): job
+                       for job in trainings}
+            bar.set_postfix_str(f"training {len(trainings)} models, {self.jobs} at a time")
+            try:
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update(futures[future].cost)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+
+def _train_worker(config: dict[str, Any], official_dir: Path | None, entry_name: str, seed: int,
+                  threads: int) -> None:
+    """Train (or resume) one seed of one entry of ``config`` in a worker process of :meth:`Sweep.run`."""
+    torch.set_num_threads(threads)
+    entry = next(e for e in build_entries(config, official_dir) if e.name == entry_name)
+    entry.train(build_context(config), seed)
 
 
 class _Advance:
@@ -1045,20 +1080,28 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
     return report
 
 
+def build_context(config: dict[str, Any]) -> Context:
+    """The toolbox, device, training source and folders that every entry of a validated config shares."""
+    device = resolve_device(config["device"])
+    toolbox = load_toolbox(None if config["toolbox"] == "pretrained" else config["toolbox"]).to(device)
+    return Context(toolbox, device, resolve_training_source(config["source"]), Path(config["runs"]),
+                   config["max_patches"])
+
+
 def run_leaderboard(config: dict[str, Any], progress: bool = True, dry_run: bool = False,
-                    train: bool = True) -> dict[str, Any]:
+                    train: bool = True, jobs: int = 1) -> dict[str, Any]:
     """Train what is missing, evaluate what is not stored yet and write the outputs of a validated config.
 
     Returns the ``leaderboard.json`` contents, or with ``dry_run`` only the plan (jobs and their estimated
     seconds) without running anything. With ``train`` False, seeds not trained yet are left out (and named in
-    the notes) instead of trained.
+    the notes) instead of trained. ``jobs`` > 1 trains that many models at once, each in its own process with
+    an equal share of torch's CPU threads; evaluations then run once every training has finished.
     """
-    device = resolve_device(config["device"])
-    toolbox = load_toolbox(None if config["toolbox"] == "pretrained" else config["toolbox"]).to(device)
-    ctx = Context(toolbox, device, resolve_training_source(config["source"]), Path(config["runs"]),
-                  config["max_patches"])
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     official_dir, note = official_folder(config["official"])
-    sweep = Sweep(config, Path(config["out"]), ctx, note, official_dir, train_missing=train)
+    sweep = Sweep(config, Path(config["out"]), build_context(config), note, official_dir, train_missing=train,
+                  jobs=jobs)
     if dry_run:
         jobs, skipped = sweep.plan()
         return {"jobs": [{"label": job.label, "estimated_seconds": job.cost} for job in jobs], "skipped": skipped,
@@ -1078,6 +1121,8 @@ def build_parser(prog: str = "python -m benchmarks.leaderboard") -> argparse.Arg
                         "marked in every output)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's device)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--jobs", type=int, default=1, help="models trained at once, each in its own process "
+                        "with an equal share of the threads (default: %(default)s)")
     parser.add_argument("--dry-run", action="store_true", help="print the jobs still to run and their estimated time")
     parser.add_argument("--no-train", action="store_true", help="train nothing: leave out the seeds not trained yet "
                         "(named in the notes)")
@@ -1097,9 +1142,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.le
         resolve_device(config["device"])
     except (ConfigError, FileNotFoundError, RuntimeError) as error:
         parser.error(str(error))
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run_leaderboard(config, progress=not args.no_progress, dry_run=args.dry_run, train=not args.no_train)
+    result = run_leaderboard(config, progress=not args.no_progress, dry_run=args.dry_run, train=not args.no_train,
+                             jobs=args.jobs)
     if args.dry_run:
         for job in result["jobs"]:
             print(f"{job['estimated_seconds'] / 60:9.1f} min  {job['label']}")

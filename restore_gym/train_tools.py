@@ -12,7 +12,9 @@ states) every ``--checkpoint-every`` iterations, its final weights, and rows of 
 loss and the validation PSNR gain. When every requested tool is done, ``toolbox.pt`` assembles them
 (tools not trained in this run come from ``--init``, which defaults to an untrained toolbox). With
 ``--warm-start`` the trained tools start from ``--init``'s weights instead of a fresh initialisation, to
-train them further.
+train them further. A fresh tool starts with its output convolution at zero (``zero_init_output``), so
+it begins as the identity: from PyTorch's default initialisation the de-JPEG tools, whose residuals are
+small, stalled (tool 10 gained +0.06 dB after 3,000 iterations of the cpu preset, +0.28 dB from zero).
 Every file is written atomically; an interrupted run resumes where its checkpoints left it.
 """
 
@@ -61,6 +63,7 @@ class TrainConfig:
     eval_every: int = 500
     checkpoint_every: int = 250
     seed: int = 0
+    zero_init_output: bool = True
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -207,6 +210,9 @@ def train_tool(
     model = build_tool(spec).to(device)
     if start_from is not None:
         model.load_state_dict(start_from.state_dict())
+    elif config.zero_init_output:
+        nn.init.zeros_(model.conv3.weight)
+        nn.init.zeros_(model.conv3.bias)
     if final_path.exists():
         model.load_state_dict(torch.load(final_path, map_location=device, weights_only=True))
         return model
@@ -327,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warm-start", action="store_true", help="train the chosen tools further from --init")
     for name in ("small_iterations", "large_iterations", "batch_size", "patch_size", "seed"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int)
-    parser.add_argument("--lr", type=float)
+    for name in ("lr", "final_lr"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)

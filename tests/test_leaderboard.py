@@ -284,3 +284,24 @@ def test_no_train_leaves_out_untrained_seeds_and_names_them(sweeps, tmp_path):
     assert rows["lstm-dqn", "moderate"]["seeds"] == [0, 1] and ("vdsr-s", "moderate") not in rows
     markdown = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "lstm-dqn: seed(s) 5 not trained yet" in markdown and "vdsr-s: seed(s) 7 not trained yet" in markdown
+
+
+def test_parallel_training_gives_the_numbers_of_the_serial_sweep(sweeps, tmp_path):
+    report = lb.run_leaderboard(smoke_config(tmp_path), progress=False, jobs=2)
+    serial = sweeps[0][1]
+    assert report["sweep"] == {**serial["sweep"], "trained": 3}
+    assert [(r["entry"], r["difficulty"], r["metrics"]) for r in report["rows"]] == \
+        [(r["entry"], r["difficulty"], r["metrics"]) for r in serial["rows"]]
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        lb.run_leaderboard(smoke_config(tmp_path), jobs=0)
+
+
+def test_an_agent_trained_with_another_toolbox_is_never_reused(sweeps, tmp_path):
+    from restore_gym.toolbox import Toolbox
+
+    other = Toolbox.pretrained()
+    other.metadata = {**other.metadata, "note": "retrained"}
+    other.save(tmp_path / "other.pt")
+    config = {**smoke_config(sweeps[0][0]), "toolbox": str(tmp_path / "other.pt")}
+    with pytest.raises(RuntimeError, match=r"agent.pt was trained with another toolbox .*; delete .*seed0"):
+        lb.run_leaderboard(config, dry_run=True)

@@ -99,3 +99,14 @@ def test_warm_start_continues_from_the_init_toolbox(tmp_path):
     assert resumed.metadata["warm_start"] == "toolbox.pt"
     with pytest.raises(ValueError, match="warm_start needs init"):
         tt.train_toolbox(tmp_path / "c", [4], "builtin", config, progress=False, warm_start=True)
+
+
+@pytest.mark.parametrize("tool", [0, 11])
+def test_a_fresh_tool_starts_as_the_identity_unless_asked_otherwise(tmp_path, tool):
+    untrained = tt.TrainConfig(**{**tt.PRESETS["smoke"].__dict__, "small_iterations": 0, "large_iterations": 0})
+    x = torch.rand(2, 3, 17, 17)
+    identity = tt.train_toolbox(tmp_path / "zero", [tool], "builtin", untrained, progress=False)
+    torch.testing.assert_close(Toolbox.load(identity).tools[tool](x), x)
+    default_init = tt.TrainConfig(**{**untrained.__dict__, "zero_init_output": False})
+    plain = tt.train_toolbox(tmp_path / "plain", [tool], "builtin", default_init, progress=False)
+    assert not torch.allclose(Toolbox.load(plain).tools[tool](x), x)
