@@ -32,9 +32,7 @@ import csv
 import hashlib
 import io
 import json
-import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -54,6 +52,7 @@ from restore_gym.corpus import corpus_is_complete, default_out_dir
 from restore_gym.data import TestSet, load_test_set
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE
 from restore_gym.engine import CORPUS_SOURCE, MAX_TOOLS, resolve_device
+from restore_gym.parallel import run_in_processes
 from restore_gym.records import (
     config_differences,
     file_sha256,
@@ -742,25 +741,13 @@ class Sweep:
 
     def _train_in_parallel(self, trainings: list[Job], bar: tqdm) -> None:
         """Run the training jobs in ``self.jobs`` worker processes, advancing ``bar`` as each one finishes."""
-        threads = max(1, torch.get_num_threads() // self.jobs)
-        context = multiprocessing.get_context("spawn")  # a forked torch process may deadlock in its thread pools
-        with ProcessPoolExecutor(self.jobs, mp_context=context) as pool:
-            futures = {pool.submit(_train_worker, self.config, self.official_dir, job.entry, job.seed, threads): job
-                       for job in trainings}
-            bar.set_postfix_str(f"training {len(trainings)} models, {self.jobs} at a time")
-            try:
-                for future in as_completed(futures):
-                    future.result()
-                    bar.update(futures[future].cost)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        bar.set_postfix_str(f"training {len(trainings)} models, {self.jobs} at a time")
+        run_in_processes(_train_worker, [(self.config, self.official_dir, job.entry, job.seed) for job in trainings],
+                         self.jobs, on_done=lambda index: bar.update(trainings[index].cost))
 
 
-def _train_worker(config: dict[str, Any], official_dir: Path | None, entry_name: str, seed: int,
-                  threads: int) -> None:
+def _train_worker(config: dict[str, Any], official_dir: Path | None, entry_name: str, seed: int) -> None:
     """Train (or resume) one seed of one entry of ``config`` in a worker process of :meth:`Sweep.run`."""
-    torch.set_num_threads(threads)
     entry = next(e for e in build_entries(config, official_dir) if e.name == entry_name)
     entry.train(build_context(config), seed)
 

@@ -21,6 +21,7 @@ Every file is written atomically; an interrupted run resumes where its checkpoin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -39,6 +40,7 @@ from restore_gym.data import BuiltinImages, ImageSource, to_nchw
 from restore_gym.degrade import MARGIN, DegradationParams, as_float_image, check_generator, degrade
 from restore_gym.engine import resolve_source
 from restore_gym.metrics import psnr_batch
+from restore_gym.parallel import run_in_processes
 from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
 SLIGHT_NOISE: tuple[float, float] = (0.0, 2.0)
@@ -67,7 +69,7 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # About an hour for all twelve tools on 2 CPU cores (two processes of one thread each).
+    # About an hour for all twelve tools on 2 CPU cores (--jobs 2: two processes of one thread each).
     "cpu": TrainConfig(),
     # The paper's schedule in spirit: SGD from 0.1 with adjustable gradient clipping (as in VDSR),
     # 63x63 patches, about 80 epochs of a DIV2K-sized patch set.
@@ -179,13 +181,16 @@ def validation_gain(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
     return before, after
 
 
+def _create_log(path: Path) -> None:
+    """Write the log's header unless the log exists (an exclusive create: parallel workers never race)."""
+    with contextlib.suppress(FileExistsError), path.open("x", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=LOG_FIELDS).writeheader()
+
+
 def _append_log(path: Path, row: dict) -> None:
-    new = not path.exists()
+    _create_log(path)
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+        csv.DictWriter(handle, fieldnames=LOG_FIELDS).writerow(row)
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -289,8 +294,13 @@ def train_toolbox(
     init: str | os.PathLike | None = None,
     progress: bool = True,
     warm_start: bool = False,
+    jobs: int = 1,
 ) -> Path:
-    """Train the tools ``tools`` (0-based; default all) and write ``out_dir/toolbox.pt``; returns its path."""
+    """Train the tools ``tools`` (0-based; default all) and write ``out_dir/toolbox.pt``; returns its path.
+
+    ``jobs`` > 1 trains that many tools at once, each in its own process with an equal share of torch's CPU
+    threads; every tool's data and initialisation are seeded by the tool, so the weights do not depend on it.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tools = list(range(len(TOOL_SPECS))) if tools is None else list(tools)
@@ -302,6 +312,10 @@ def train_toolbox(
     if warm_start and not init:
         raise ValueError("warm_start needs init: the toolbox whose tools to train further")
     toolbox = Toolbox.load(init) if init else Toolbox()
+    if jobs > 1 and len(tools) > 1:
+        _create_log(out / "train_log.csv")
+        run_in_processes(_train_tool_in_worker, [(index, source, out, config, device, init, warm_start)
+                                                 for index in tools], jobs)
     for index in tools:
         start_from = toolbox.tools[index] if warm_start else None
         trained = train_tool(TOOL_SPECS[index], train_source, val_source, out, config, torch_device, progress,
@@ -317,6 +331,14 @@ def train_toolbox(
     path = out / "toolbox.pt"
     toolbox.save(path)
     return path
+
+
+def _train_tool_in_worker(index: int, source: str, out: Path, config: TrainConfig, device: str,
+                          init: str | os.PathLike | None, warm_start: bool) -> None:
+    """One tool of :func:`train_toolbox`, in a worker process: its final weights land in ``out``."""
+    start_from = Toolbox.load(init).tools[index] if warm_start else None
+    train_tool(TOOL_SPECS[index], make_source(source, "train"), make_source(source, "test"), out, config,
+               torch.device(device), False, start_from)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -336,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("lr", "final_lr"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--jobs", type=int, default=1, help="tools trained at once, each in its own process with "
+                        "an equal share of the threads (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
@@ -348,8 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     if args.warm_start and not args.init:
         parser.error("--warm-start needs --init")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     path = train_toolbox(args.out, tools, args.source, config, args.device, args.init, not args.no_progress,
-                         args.warm_start)
+                         args.warm_start, args.jobs)
     print(f"wrote {path}")
     return 0
 

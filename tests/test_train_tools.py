@@ -110,3 +110,14 @@ def test_a_fresh_tool_starts_as_the_identity_unless_asked_otherwise(tmp_path, to
     default_init = tt.TrainConfig(**{**untrained.__dict__, "zero_init_output": False})
     plain = tt.train_toolbox(tmp_path / "plain", [tool], "builtin", default_init, progress=False)
     assert not torch.allclose(Toolbox.load(plain).tools[tool](x), x)
+
+
+def test_parallel_training_gives_the_weights_of_serial_training(tmp_path):
+    config = tt.PRESETS["smoke"]
+    serial = Toolbox.load(tt.train_toolbox(tmp_path / "serial", [0, 5], "builtin", config, progress=False))
+    parallel = Toolbox.load(tt.train_toolbox(tmp_path / "parallel", [0, 5], "builtin", config, progress=False, jobs=2))
+    for index in (0, 5):
+        for a, b in zip(serial.tools[index].parameters(), parallel.tools[index].parameters()):
+            torch.testing.assert_close(a, b)
+    rows = list(csv.DictReader((tmp_path / "parallel" / "train_log.csv").open()))
+    assert sorted({int(r["tool"]) for r in rows}) == [1, 6]
