@@ -43,7 +43,8 @@ def test_the_repository_configs_validate():
     assert config["difficulties"] == DIFFICULTIES and config["source"] == "auto" and config["max_patches"] is None
     entries = lb.build_entries(config, official_dir=Path("/official"))
     assert [e.name for e in entries] == ["random", "stop", "best-tool", "best-chain", "greedy-oracle",
-                                         "exhaustive-oracle", "official", "lstm-dqn", "dncnn", "vdsr", "vdsr-s"]
+                                         "exhaustive-oracle", "official", "lstm-dqn", "dncnn", "vdsr", "vdsr-s",
+                                         "sb3-ppo", "sb3-dqn"]
     seeds = {e.name: e.seeds for e in entries}
     assert seeds["random"] == seeds["lstm-dqn"] == seeds["vdsr"] == [0, 1, 2] and seeds["stop"] == [0]
     assert all(len(e.seeds) >= 3 for e in entries if e.learned)
@@ -238,9 +239,10 @@ def test_a_real_sweep_plan_trains_every_seed(tmp_path):
                                  "baselines": {"names": ["stop"]}})
     plan = lb.run_leaderboard(config, dry_run=True)
     trainings = [job["label"] for job in plan["jobs"] if job["label"].startswith("train")]
-    assert trainings == [f"train {name} seed {s}" for name in ("lstm-dqn", "dncnn", "vdsr", "vdsr-s") for s in range(3)]
-    assert len(plan["jobs"]) == 12 + 3 * (1 + 4 * 3)
-    assert 5 * 3600 < plan["estimated_seconds"] < 9 * 3600  # ~70 core-minutes per agent, ~25 per network
+    names = ("lstm-dqn", "dncnn", "vdsr", "vdsr-s", "sb3-ppo", "sb3-dqn")
+    assert trainings == [f"train {name} seed {s}" for name in names for s in range(3)]
+    assert len(plan["jobs"]) == 18 + 3 * (1 + 6 * 3)
+    assert 5 * 3600 < plan["estimated_seconds"] < 10 * 3600  # ~70 core-minutes per agent, ~25 per network
 
 
 def test_the_device_must_exist(tmp_path):
