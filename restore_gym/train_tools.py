@@ -41,6 +41,7 @@ from restore_gym.degrade import MARGIN, DegradationParams, as_float_image, check
 from restore_gym.engine import resolve_source
 from restore_gym.metrics import psnr_batch
 from restore_gym.parallel import run_in_processes
+from restore_gym.records import config_differences
 from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
 SLIGHT_NOISE: tuple[float, float] = (0.0, 2.0)
@@ -195,6 +196,19 @@ def _append_log(path: Path, row: dict) -> None:
         os.fsync(handle.fileno())
 
 
+def _check_resumable(state: dict, config: TrainConfig, path: Path) -> None:
+    """ValueError unless the checkpoint ``state`` was written under ``config`` (iteration counts aside, which
+    may grow); checkpoints that predate the recorded config are taken as they are."""
+    if "config" not in state:
+        return
+    saved, wanted = ({k: v for k, v in c.items() if not k.endswith("_iterations")}
+                     for c in (state["config"], asdict(config)))
+    differences = config_differences(saved, wanted, labels=("there", "here"))
+    if differences:
+        raise ValueError(f"cannot resume {path}: it was trained with another config ({'; '.join(differences)}); "
+                         "restore that config, or delete the checkpoint to train the tool anew")
+
+
 def train_tool(
     spec: ToolSpec,
     source: ImageSource,
@@ -227,6 +241,7 @@ def train_tool(
     start = 0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        _check_resumable(state, config, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["numpy_rng"]
@@ -253,7 +268,8 @@ def train_tool(
             })
         if done % config.checkpoint_every == 0 and done < total:
             atomic_torch_save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": done,
+                "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "iteration": done,
                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             }, ckpt_path)
     atomic_torch_save(model.state_dict(), final_path)

@@ -64,13 +64,8 @@ def test_training_runs_logs_resumes_and_assembles(tmp_path):
         assert any(not torch.equal(p, trained[n]) for n, p in untrained.tools[i].named_parameters())
 
 
-def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, monkeypatch):
-    config = tt.PRESETS["smoke"]
-    spec, source, cpu = TOOL_SPECS[0], BuiltinImages("train"), torch.device("cpu")
-    (tmp_path / "full").mkdir()
-    (tmp_path / "cut").mkdir()
-    full = tt.train_tool(spec, source, source, tmp_path / "full", config, cpu, progress=False)
-
+def interrupt_after_the_last_checkpoint(monkeypatch) -> None:
+    """Make training stop with a KeyboardInterrupt where it would write its final weights."""
     real_save = tt.atomic_torch_save
 
     def crash_at_the_end(obj, path):
@@ -79,10 +74,20 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, monkeypatch)
         real_save(obj, path)
 
     monkeypatch.setattr(tt, "atomic_torch_save", crash_at_the_end)
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, monkeypatch):
+    config = tt.PRESETS["smoke"]
+    spec, source, cpu = TOOL_SPECS[0], BuiltinImages("train"), torch.device("cpu")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "cut").mkdir()
+    full = tt.train_tool(spec, source, source, tmp_path / "full", config, cpu, progress=False)
+
+    interrupt_after_the_last_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         tt.train_tool(spec, source, source, tmp_path / "cut", config, cpu, progress=False)
     assert (tmp_path / "cut" / "tool01.ckpt.pt").exists()
-    monkeypatch.setattr(tt, "atomic_torch_save", real_save)
+    monkeypatch.undo()
     resumed = tt.train_tool(spec, source, source, tmp_path / "cut", config, cpu, progress=False)
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
@@ -121,3 +126,18 @@ def test_parallel_training_gives_the_weights_of_serial_training(tmp_path):
             torch.testing.assert_close(a, b)
     rows = list(csv.DictReader((tmp_path / "parallel" / "train_log.csv").open()))
     assert sorted({int(r["tool"]) for r in rows}) == [1, 6]
+
+
+def test_a_checkpoint_resumes_only_under_its_own_config(tmp_path, monkeypatch):
+    config, spec, source = tt.PRESETS["smoke"], TOOL_SPECS[0], BuiltinImages("train")
+    interrupt_after_the_last_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        tt.train_tool(spec, source, source, tmp_path, config, torch.device("cpu"), progress=False)
+    monkeypatch.undo()
+    other = tt.TrainConfig(**{**config.__dict__, "lr": 0.5})
+    with pytest.raises(ValueError, match=r"tool01.ckpt.pt: it was trained with another config \(lr: 0.001 there, "
+                                         r"0.5 here\)"):
+        tt.train_tool(spec, source, source, tmp_path, other, torch.device("cpu"), progress=False)
+    longer = tt.TrainConfig(**{**config.__dict__, "small_iterations": config.small_iterations + 2})
+    tt.train_tool(spec, source, source, tmp_path, longer, torch.device("cpu"), progress=False)
+    assert (tmp_path / "tool01.pt").exists()
