@@ -379,6 +379,7 @@ def train(
     env = make_env(env_id, int(block.get("n_envs", 1)), block.get("env_kwargs"), tools, device)
     config = {"algo": algo, "env_id": env_id, "seed": seed, "device": str(device),
               "toolbox": None if toolbox is None or isinstance(toolbox, Toolbox) else str(toolbox),
+              "toolbox_info": {"version": tools.version, "metadata": dict(tools.metadata)},
               "hyperparams_file": str(hyperparams_file), "hyperparams": block}
     write_text_atomic(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
     model = algorithm_class(algo)(block["policy"], VecMonitor(env), seed=seed, device=device, verbose=verbose,

@@ -394,6 +394,14 @@ def _check_same_config(saved: dict[str, Any], wanted: dict[str, Any], growing: s
                            f"{path.parent} to train it anew with this config, or restore the config of that run")
 
 
+def _check_same_toolbox(trained_with: dict[str, Any], ctx: Context, path: Path) -> None:
+    """RuntimeError unless the agent of ``path`` was trained with the sweep's toolbox (version and metadata)."""
+    here = lstm_dqn.toolbox_info(ctx.toolbox)
+    if trained_with != here:
+        raise RuntimeError(f"{path} was trained with another toolbox ({trained_with}, not {here}); delete "
+                           f"{path.parent} to train it anew with this toolbox")
+
+
 @dataclass
 class Entry:
     """One row of the leaderboard: a kind, its seeds and how to train (learned entries) and evaluate it.
@@ -448,10 +456,7 @@ class Entry:
             cfg = self.lstm_config(ctx, seed)
             payload = lstm_dqn.read_agent_file(path)
             _check_same_config(lstm_dqn.stored_config(payload), asdict(cfg), "total_timesteps", path)
-            trained_with, here = payload.get("base_toolbox", payload["toolbox"]), lstm_dqn.toolbox_info(ctx.toolbox)
-            if trained_with != here:
-                raise RuntimeError(f"{path} was trained with another toolbox ({trained_with}, not {here}); delete "
-                                   f"{path.parent} to train it anew with this toolbox")
+            _check_same_toolbox(payload.get("base_toolbox", payload["toolbox"]), ctx, path)
             return payload["global_step"] >= cfg.total_timesteps
         if self.kind == "single-network":
             cfg = self.network_config(ctx, seed)
@@ -461,6 +466,8 @@ class Entry:
         saved = yaml.safe_load((path.parent / "config.yml").read_text())  # agents.sb3.CONFIG_FILE
         _check_same_config({"seed": saved.get("seed"), **saved.get("hyperparams", {})},
                            {"seed": seed, **_sb3_block(self.spec, ctx.source)}, None, path)
+        if "toolbox_info" in saved:  # runs of older versions did not record it
+            _check_same_toolbox(saved["toolbox_info"], ctx, path)
         return True
 
     def hyperparameters(self, ctx: Context, seed: int) -> dict[str, Any]:

@@ -66,6 +66,7 @@ def test_train_writes_a_run_that_load_policy_reproduces(toolbox, tmp_path, algo,
     assert 0 <= record["chain_length"] <= 3 and "packages" in record["provenance"]
     config = yaml.safe_load((tmp_path / "config.yml").read_text())
     assert config["algo"] == algo and config["hyperparams"]["n_timesteps"] == 128 and config["seed"] == 3
+    assert config["toolbox_info"] == record["toolbox"] == {"version": toolbox.version, "metadata": toolbox.metadata}
 
     policy = load_policy(tmp_path / "model.zip")
     assert type(policy.model) is type(model) and policy.observation_mode == "uint8"

@@ -307,3 +307,28 @@ def test_an_agent_trained_with_another_toolbox_is_never_reused(sweeps, tmp_path)
     config = {**smoke_config(sweeps[0][0]), "toolbox": str(tmp_path / "other.pt")}
     with pytest.raises(RuntimeError, match=r"agent.pt was trained with another toolbox .*; delete .*seed0"):
         lb.run_leaderboard(config, dry_run=True)
+
+
+def test_an_sb3_entry_trains_evaluates_and_is_never_reused_with_another_toolbox(tmp_path):
+    from restore_gym.toolbox import Toolbox
+
+    hyperparams = tmp_path / "a2c.yml"
+    hyperparams.write_text(yaml.safe_dump({"RLRestore-v0": {
+        "n_timesteps": 32, "n_envs": 2, "n_steps": 8, "policy": "MultiInputPolicy",
+        "env_kwargs": {"observation": "uint8"},
+        "policy_kwargs": {"net_arch": [8], "features_extractor_kwargs": {"cnn_output_dim": 8}}}}))
+    config = lb.validate_config({"difficulties": ["moderate"], "runs": str(tmp_path / "runs"),
+                                 "out": str(tmp_path / "out"), "max_patches": 2, "official": False,
+                                 "stats": {"reps": 10}, "gallery": {"difficulty": "moderate", "patches": 1},
+                                 "sb3": [{"algo": "a2c", "seeds": [0], "hyperparams": str(hyperparams)}]})
+    report = lb.run_leaderboard(config, progress=False)
+    assert report["sweep"] == {"trained": 1, "evaluated": 1, "skipped": 0}
+    (row,) = report["rows"]
+    assert row["entry"] == "sb3-a2c" and row["difficulty"] == "moderate"
+    assert lb.run_leaderboard(config, progress=False)["sweep"] == {"trained": 0, "evaluated": 0, "skipped": 1}
+
+    other = Toolbox.pretrained()
+    other.metadata = {**other.metadata, "note": "retrained"}
+    other.save(tmp_path / "other.pt")
+    with pytest.raises(RuntimeError, match=r"model.zip was trained with another toolbox .*; delete .*seed0"):
+        lb.run_leaderboard({**config, "toolbox": str(tmp_path / "other.pt")}, dry_run=True)
