@@ -734,17 +734,17 @@ class Sweep:
         bar = tqdm(total=round(sum(job.cost for job in jobs), 3), disable=not progress, desc="leaderboard",
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}")
         trainings = [job for job in jobs if job.kind == "train"]
+        evaluations = [job for job in jobs if job.kind == "evaluate"]
         if self.jobs > 1 and len(trainings) > 1:
             self._train_in_parallel(trainings, bar)
-            jobs = [job for job in jobs if job.kind != "train"]
+            jobs = evaluations
         for job in jobs:
             bar.set_postfix_str(job.label)
             advance = _Advance(bar, job.cost)
             job.run(advance)
             advance(job.cost)
         bar.close()
-        return {"trained": len(trainings), "evaluated": len(jobs) - sum(job.kind == "train" for job in jobs),
-                "skipped": skipped}
+        return {"trained": len(trainings), "evaluated": len(evaluations), "skipped": skipped}
 
     def _train_in_parallel(self, trainings: list[Job], bar: tqdm) -> None:
         """Run the training jobs in ``self.jobs`` worker processes, advancing ``bar`` as each one finishes."""
@@ -1097,9 +1097,9 @@ def run_leaderboard(config: dict[str, Any], progress: bool = True, dry_run: bool
     sweep = Sweep(config, Path(config["out"]), build_context(config), note, official_dir, train_missing=train,
                   jobs=jobs)
     if dry_run:
-        jobs, skipped = sweep.plan()
-        return {"jobs": [{"label": job.label, "estimated_seconds": job.cost} for job in jobs], "skipped": skipped,
-                "estimated_seconds": sum(job.cost for job in jobs)}
+        planned, skipped = sweep.plan()
+        return {"jobs": [{"label": job.label, "estimated_seconds": job.cost} for job in planned],
+                "skipped": skipped, "estimated_seconds": sum(job.cost for job in planned)}
     counts = sweep.run(progress)
     return write_outputs(sweep, counts)
 
