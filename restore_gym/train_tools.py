@@ -41,7 +41,7 @@ from restore_gym.degrade import MARGIN, DegradationParams, as_float_image, check
 from restore_gym.engine import resolve_source
 from restore_gym.metrics import psnr_batch
 from restore_gym.parallel import run_in_processes
-from restore_gym.records import config_differences
+from restore_gym.records import config_differences, load_torch_file
 from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
 SLIGHT_NOISE: tuple[float, float] = (0.0, 2.0)
@@ -240,7 +240,7 @@ def train_tool(
     rng = np.random.default_rng([config.seed, spec.index])
     start = 0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = load_torch_file(ckpt_path, "tool checkpoint")
         _check_resumable(state, config, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
