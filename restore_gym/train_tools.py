@@ -67,6 +67,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     seed: int = 0
     zero_init_output: bool = True
+    augment: bool = True
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -107,6 +108,15 @@ def band_params(spec: ToolSpec, rng: np.random.Generator) -> DegradationParams:
                              jpeg_quality=int(round(quality)))
 
 
+def augment_region(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``region`` (H x W x 3) under one of the 8 rotations and mirrorings of the square and one of the 6
+    orders of its colour channels, drawn from ``rng``."""
+    out = np.rot90(region, k=int(rng.integers(4)))
+    if rng.integers(2):
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out[:, :, rng.permutation(3)])
+
+
 def sample_band_batch(
     source: ImageSource,
     spec: ToolSpec,
@@ -114,9 +124,14 @@ def sample_band_batch(
     patch_size: int,
     rng: np.random.Generator,
     draw: Callable[[ToolSpec, np.random.Generator], DegradationParams] = band_params,
+    augment: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of (distorted, clean) N x 3 x P x P float32 tensors for tool ``spec``, each patch degraded
-    inside its margin at a random scale and position of ``source`` with a distortion from ``draw``."""
+    inside its margin at a random scale and position of ``source`` with a distortion from ``draw``.
+
+    ``augment`` passes each clean region through :func:`augment_region` before the degradation. Without
+    it, a tool that sees a few dozen photos learns their colours: the de-JPEG tools then shift the colour
+    of unseen images, whose JPEG colour error they cannot predict from the training photos."""
     scaled = [item for item in source.scaled_images() if min(item[2].shape[:2]) >= patch_size + 2 * MARGIN]
     if not scaled:
         raise ValueError(f"{source.describe()} has no image large enough for {patch_size}x{patch_size} patches")
@@ -128,6 +143,8 @@ def sample_band_batch(
         left = int(rng.integers(0, image.shape[1] - patch_size - 2 * MARGIN + 1))
         region = image[top : top + patch_size + 2 * MARGIN, left : left + patch_size + 2 * MARGIN]
         region = as_float_image(region)
+        if augment:
+            region = augment_region(region, rng)
         out = degrade(region, draw(spec, rng), rng)
         distorted.append(out[MARGIN : MARGIN + patch_size, MARGIN : MARGIN + patch_size])
         clean.append(region[MARGIN : MARGIN + patch_size, MARGIN : MARGIN + patch_size])
@@ -254,7 +271,7 @@ def train_tool(
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{tag} {spec.name}", disable=not progress)
     for iteration in bar:
         lr = learning_rate(config, iteration, total)
-        batch = sample_band_batch(source, spec, config.batch_size, config.patch_size, rng)
+        batch = sample_band_batch(source, spec, config.batch_size, config.patch_size, rng, augment=config.augment)
         loss_value = mse_step(model, optimizer, batch, lr, f"{tag} {spec.name}", iteration, device,
                               config.grad_clip)
         done = iteration + 1

@@ -35,6 +35,32 @@ def test_band_batch_shapes_and_distortion_strength():
     assert ((d1 - c1) ** 2).mean() < ((d2 - c2) ** 2).mean()
 
 
+def test_augment_region_only_rotates_mirrors_and_reorders_channels():
+    region = np.random.default_rng(0).random((9, 9, 3), dtype=np.float32)
+    rng = np.random.default_rng(1)
+    seen = set()
+    for _ in range(400):
+        out = tt.augment_region(region, rng)
+        assert out.shape == region.shape and out.dtype == region.dtype and out.flags.c_contiguous
+        matches = [(k, flip, order) for k in range(4) for flip in (False, True)
+                   for order in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+                   if np.array_equal(out, (np.rot90(region, k)[:, ::-1] if flip else np.rot90(region, k))[:, :, order])]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) == 48
+
+
+def test_augmented_batches_differ_and_keep_the_band():
+    source, spec = BuiltinImages("train"), TOOL_SPECS[6]
+    plain = tt.sample_band_batch(source, spec, 8, 31, np.random.default_rng(2))
+    again = tt.sample_band_batch(source, spec, 8, 31, np.random.default_rng(2))
+    augmented = tt.sample_band_batch(source, spec, 8, 31, np.random.default_rng(2), augment=True)
+    assert all(torch.equal(a, b) for a, b in zip(plain, again))
+    assert not torch.equal(plain[1], augmented[1])
+    noise_plain, noise_augmented = ((d - c).std().item() for d, c in (plain, augmented))
+    assert 0.7 < noise_augmented / noise_plain < 1.3  # the distortion is drawn from the same band
+
+
 def test_parse_tool_list():
     assert tt.parse_tool_list("1,5-8") == [0, 4, 5, 6, 7]
     assert tt.parse_tool_list("1-12") == list(range(12))
