@@ -15,6 +15,10 @@ loss and the validation PSNR gain. When every requested tool is done, ``toolbox.
 train them further. A fresh tool starts with its output convolution at zero (``zero_init_output``), so
 it begins as the identity: from PyTorch's default initialisation the de-JPEG tools, whose residuals are
 small, stalled (tool 10 gained +0.06 dB after 3,000 iterations of the cpu preset, +0.28 dB from zero).
+Each clean patch is rotated, mirrored and its colour channels reordered at random (``augment``) before it
+is distorted: trained on the corpus's few photos without it, the strong de-JPEG tools learned their
+colours and shifted the colours of unseen images (tool 12 made 36% of its validation patches worse, by
+up to 5 dB; 500 iterations with augmentation took it from 65% to 81% of the authors' gain).
 Every file is written atomically; an interrupted run resumes where its checkpoints left it.
 """
 
