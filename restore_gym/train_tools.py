@@ -133,9 +133,8 @@ def sample_band_batch(
     """A batch of (distorted, clean) N x 3 x P x P float32 tensors for tool ``spec``, each patch degraded
     inside its margin at a random scale and position of ``source`` with a distortion from ``draw``.
 
-    ``augment`` passes each clean region through :func:`augment_region` before the degradation. Without
-    it, a tool that sees a few dozen photos learns their colours: the de-JPEG tools then shift the colour
-    of unseen images, whose JPEG colour error they cannot predict from the training photos."""
+    ``augment`` passes each clean region through :func:`augment_region` before the degradation (why: the
+    module docstring)."""
     scaled = [item for item in source.scaled_images() if min(item[2].shape[:2]) >= patch_size + 2 * MARGIN]
     if not scaled:
         raise ValueError(f"{source.describe()} has no image large enough for {patch_size}x{patch_size} patches")
