@@ -235,7 +235,7 @@ def test_bad_input(toolbox, tmp_path):
 def test_default_make_runs_offline_on_the_shipped_toolbox():
     env = gym.make("RLRestore-v0")
     obs, info = env.reset(seed=0)
-    assert env.unwrapped.toolbox.metadata["name"] == "restore-gym-cpu-v1"
+    assert env.unwrapped.toolbox.metadata["name"] == "restore-gym-cpu-v2"
     assert env.unwrapped.toolbox is gym.make("RLRestore-v0").unwrapped.toolbox
     _, reward, terminated, truncated, info = env.step(6)
     assert info["toolchain"] == [6] and np.isfinite(reward) and truncated is False
