@@ -9,6 +9,11 @@ name), and the interval is the percentile interval of the statistic over the rep
 (a deterministic entry) every replicate equals the data, so the interval is the point itself: the interval
 measures the spread over training seeds, not over test patches. All randomness comes from a
 ``numpy.random.Generator`` seeded with ``seed``: the same call gives the same interval.
+
+Two entries scored on the same tasks are compared (:func:`compare`) by the difference of their means and
+rliable's probability of improvement: per task, the Mann-Whitney statistic P(X > Y) + P(X = Y) / 2 over all
+pairs of a run of X and a run of Y, averaged over tasks. Their bootstrap resamples the runs of each entry
+independently within every task and, with ``task_bootstrap``, the same tasks for both entries (paired).
 """
 
 from __future__ import annotations
@@ -56,13 +61,34 @@ def stratified_bootstrap(scores: np.ndarray, statistic: Callable[[np.ndarray], n
     ``task_bootstrap`` it first draws ``tasks`` tasks with replacement.
     """
     scores = _check_scores(scores)
+    task_index = _task_index(scores.shape[1], reps, rng, task_bootstrap)
+    return statistic(_resample_runs(scores, task_index, reps, rng))
+
+
+def _task_index(tasks: int, reps: int, rng: np.random.Generator, task_bootstrap: bool) -> np.ndarray:
+    """Task columns of ``reps`` replicates, shape (reps, 1, tasks): drawn with replacement or all in order."""
     if reps < 1:
         raise ValueError(f"reps must be at least 1, got {reps}")
-    runs, tasks = scores.shape
-    task_index = (rng.integers(0, tasks, size=(reps, 1, tasks)) if task_bootstrap
-                  else np.arange(tasks)[None, None, :])
-    run_index = rng.integers(0, runs, size=(reps, runs, tasks))
-    return statistic(scores[run_index, task_index])
+    return rng.integers(0, tasks, size=(reps, 1, tasks)) if task_bootstrap else np.arange(tasks)[None, None, :]
+
+
+def _resample_runs(scores: np.ndarray, task_index: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """``reps`` replicates (reps x runs x tasks) of a runs x tasks matrix: in each replicate's task column, the
+    runs of that task drawn with replacement."""
+    runs = scores.shape[0]
+    run_index = rng.integers(0, runs, size=(reps, runs, task_index.shape[-1]))
+    return scores[run_index, task_index]
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(replicates, [alpha, 100.0 - alpha])
+    return float(low), float(high)
 
 
 def interval_estimate(scores: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], reps: int = 2000,
@@ -70,13 +96,10 @@ def interval_estimate(scores: np.ndarray, statistic: Callable[[np.ndarray], np.n
                       ) -> tuple[float, float, float]:
     """(point estimate, lower, upper): ``statistic`` of ``scores`` and its percentile confidence interval at
     ``confidence`` from :func:`stratified_bootstrap` with ``numpy.random.default_rng(seed)``."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _check_confidence(confidence)
     scores = _check_scores(scores)
     replicates = stratified_bootstrap(scores, statistic, reps, np.random.default_rng(seed), task_bootstrap)
-    alpha = 100.0 * (1.0 - confidence) / 2.0
-    low, high = np.percentile(replicates, [alpha, 100.0 - alpha])
-    return float(statistic(scores)), float(low), float(high)
+    return (float(statistic(scores)), *_percentile_interval(replicates, confidence))
 
 
 def summarize(scores: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0,
@@ -89,3 +112,38 @@ def summarize(scores: np.ndarray, reps: int = 2000, confidence: float = 0.95, se
         point, low, high = interval_estimate(scores, statistic, reps, confidence, seed, task_bootstrap)
         summary[name], summary[f"{name}_ci"] = point, [low, high]
     return summary
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """rliable's probability that a run of X beats a run of Y on a random task (ties count half): over the last
+    two axes (runs and tasks) of ``x`` and ``y``, which share their task axis; leading axes are kept."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    left, right = x[..., :, None, :], y[..., None, :, :]  # every (run of X, run of Y) pair on each task
+    per_task = (left > right).mean(axis=(-3, -2)) + 0.5 * (left == right).mean(axis=(-3, -2))
+    return per_task.mean(axis=-1)
+
+
+def compare(x: np.ndarray, y: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0,
+            task_bootstrap: bool = True) -> dict[str, Any]:
+    """X against Y, two runs x tasks matrices on the same tasks (their run counts may differ): the difference of
+    means X - Y and the probability of improvement P(X > Y), each with its percentile interval (JSON-ready).
+
+    Each replicate resamples the runs of X and of Y independently within every task; with ``task_bootstrap``
+    (the default, so that entries with one run each still get an interval) it first draws the tasks, the same
+    for both, which keeps every patch paired with itself.
+    """
+    _check_confidence(confidence)
+    x, y = _check_scores(x), _check_scores(y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"X and Y must be scored on the same tasks, got {x.shape[1]} and {y.shape[1]} tasks")
+    rng = np.random.default_rng(seed)
+    task_index = _task_index(x.shape[1], reps, rng, task_bootstrap)
+    xs, ys = _resample_runs(x, task_index, reps, rng), _resample_runs(y, task_index, reps, rng)
+    difference = mean(xs) - mean(ys)
+    improvement = probability_of_improvement(xs, ys)
+    return {
+        "difference": float(mean(x) - mean(y)), "difference_ci": list(_percentile_interval(difference, confidence)),
+        "probability_of_improvement": float(probability_of_improvement(x, y)),
+        "probability_of_improvement_ci": list(_percentile_interval(improvement, confidence)),
+        "runs": [x.shape[0], y.shape[0]], "tasks": x.shape[1], "task_bootstrap": task_bootstrap,
+    }

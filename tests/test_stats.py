@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-from benchmarks.stats import interval_estimate, iqm, mean, stratified_bootstrap, summarize
+from benchmarks.stats import (
+    compare,
+    interval_estimate,
+    iqm,
+    mean,
+    probability_of_improvement,
+    stratified_bootstrap,
+    summarize,
+)
 
 
 def test_iqm_of_known_arrays():
@@ -80,3 +88,50 @@ def test_stratification_ignores_the_spread_across_tasks():
 def test_bad_input_is_refused(scores, kwargs, message):
     with pytest.raises(ValueError, match=message):
         interval_estimate(scores, mean, **kwargs)
+
+
+def test_probability_of_improvement_counts_pairs_of_runs_per_task():
+    assert probability_of_improvement(np.array([[1.0, 2.0]]), np.array([[0.0, 3.0]])) == 0.5  # one task each way
+    assert probability_of_improvement(np.array([[5.0, 5.0]]), np.array([[5.0, 5.0]])) == 0.5  # ties count half
+    # 2 runs of X against 1 of Y on one task: pairs (1, 2) lose, (2, 2) tie
+    assert probability_of_improvement(np.array([[1.0], [2.0]]), np.array([[2.0]])) == 0.25
+    assert probability_of_improvement(np.array([[3.0], [4.0]]), np.array([[1.0], [2.0], [0.0]])) == 1.0
+    replicates = np.stack([np.array([[1.0, 2.0]]), np.array([[9.0, 9.0]])])  # leading replicate axis kept
+    assert probability_of_improvement(replicates, np.zeros((2, 1, 2)) + 5.0).tolist() == [0.0, 1.0]
+
+
+def test_compare_pairs_the_tasks_of_both_entries():
+    rng = np.random.default_rng(4)
+    y = np.tile(rng.normal(25.0, 3.0, size=80), (3, 1))  # three seeds that agree on every patch
+    shifted = compare(y + 0.5, y, reps=400, seed=1)
+    # the spread over patches is large, but every patch gains exactly 0.5: a paired bootstrap sees no uncertainty
+    assert shifted["difference"] == pytest.approx(0.5)
+    assert shifted["difference_ci"] == pytest.approx([0.5, 0.5])
+    assert shifted["probability_of_improvement"] == 1.0 and shifted["probability_of_improvement_ci"] == [1.0, 1.0]
+    assert shifted["runs"] == [3, 3] and shifted["tasks"] == 80 and shifted["task_bootstrap"] is True
+
+
+def test_compare_gives_intervals_to_single_runs_and_is_reproducible():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(26.0, 2.0, size=(1, 60)), rng.normal(25.0, 2.0, size=(3, 60))
+    result = compare(x, y, reps=400, seed=2)
+    low, high = result["difference_ci"]
+    assert low < result["difference"] < high and high - low > 0.2
+    assert result["difference"] == pytest.approx(x.mean() - y.mean())
+    p_low, p_high = result["probability_of_improvement_ci"]
+    assert 0.0 <= p_low < result["probability_of_improvement"] < p_high <= 1.0
+    assert compare(x, y, reps=400, seed=2) == result and compare(x, y, reps=400, seed=3) != result
+    # resampling seeds only, one run against one run leaves nothing to resample
+    seeds_only = compare(x, y[:1], reps=100, seed=2, task_bootstrap=False)
+    assert seeds_only["difference_ci"] == pytest.approx([seeds_only["difference"]] * 2)
+
+
+@pytest.mark.parametrize(("x", "y", "kwargs", "message"), [
+    (np.ones((2, 3)), np.ones((2, 4)), {}, "same tasks, got 3 and 4"),
+    (np.ones((2, 3)), np.ones(3), {}, "runs x tasks matrix"),
+    (np.ones((2, 3)), np.ones((2, 3)), {"confidence": 0.0}, "confidence must be in"),
+    (np.ones((2, 3)), np.ones((2, 3)), {"reps": 0}, "reps must be at least 1"),
+])
+def test_compare_refuses_bad_input(x, y, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        compare(x, y, **kwargs)
