@@ -8,14 +8,16 @@
 baselines of :mod:`agents.baselines`, the LSTM-DQN agent of :mod:`agents.lstm_dqn` over several training
 seeds, the authors' agent with their toolbox (when their release is beside the project), the single networks
 of :mod:`agents.single_network` and optionally SB3 agents of :mod:`agents.sb3`. Learned entries missing from
-the runs folder (``runs/leaderboard/<entry>/seed<N>``) are trained first, resuming interrupted runs.
+the runs folder (``benchmarks/results/leaderboard/models/<entry>/seed<N>``, committed with the results but for
+the training checkpoints) are trained first, resuming interrupted runs.
 
 Every (entry, difficulty, seed) evaluation is written atomically to ``OUT/leaderboard/runs/<entry>/
 <difficulty>-seed<N>.json`` together with the fingerprint of its inputs (entry definition, seed, test-set
 digest, patch limit, toolbox and model digests); a rerun skips the evaluations whose file exists with the
 same fingerprint, so an interrupted sweep resumes where it stopped. The aggregates are then rebuilt from
 those files: ``OUT/leaderboard.md`` and, in ``OUT/leaderboard/``, ``leaderboard.json`` (with provenance),
-``leaderboard.csv``, ``runs.csv`` and the plots ``psnr.png``, ``tool_usage.png`` and ``gallery.png``.
+``leaderboard.csv``, ``runs.csv``, ``comparison.csv`` and the plots ``psnr.png``, ``tool_usage.png`` and
+``gallery.png``.
 
 Per entry and difficulty: PSNR as the mean with its 95% stratified-bootstrap confidence interval over
 training seeds and the interquartile mean (:mod:`benchmarks.stats`; tasks are test patches, runs are
@@ -23,6 +25,10 @@ seeds), SSIM, the gain over the input, the share of the exhaustive oracle's gain
 parameters, multiply-adds per patch actually executed (the tools of each patch's chain, plus the agent's
 own network once per decision it took; single networks: one forward pass) and the measured wall time per
 patch, the only number that differs between two runs of the same sweep.
+
+The paper's comparison (:func:`paper_comparison`): every toolchain agent against every single network per
+difficulty, by the difference of mean PSNR and rliable's probability of improvement (intervals from a
+bootstrap over the test patches, paired, and the training seeds) and by multiply-adds per patch.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from tqdm import tqdm
 from agents import lstm_dqn, single_network
 from agents.baselines import BASELINES, VALIDATION_SIZE, NamedPolicy, toolbox_fingerprint
 from agents.evaluate import Evaluation, load_toolbox, make_policy, run_network, run_policy
-from benchmarks.stats import summarize
+from benchmarks.stats import compare, summarize
 from benchmarks.toolbox import DEFAULT_OFFICIAL
 from restore_gym.corpus import corpus_is_complete, default_out_dir
 from restore_gym.data import TestSet, load_test_set
@@ -71,6 +77,7 @@ RESULT_FORMAT = 1
 STOCHASTIC_BASELINES = frozenset({"random"})  # the other baselines are deterministic: one run each
 DEFAULT_SEEDS = [0, 1, 2]
 ORACLE = "exhaustive-oracle"
+TOOLCHAIN_KINDS = ("lstm-dqn", "official")  # agents that restore with a toolchain, set against the single networks
 
 # Rough costs for the progress bar's estimate of the remaining time (it calibrates itself as jobs finish).
 LSTM_DQN_SECONDS_PER_STEP = 0.011  # the cpu preset: ~70 core-minutes for 400k steps
@@ -93,7 +100,7 @@ TOP_LEVEL: dict[str, Any] = {
     "device": "cpu",
     "toolbox": "pretrained",
     "source": "auto",
-    "runs": "runs/leaderboard",
+    "runs": "benchmarks/results/leaderboard/models",
     "out": "benchmarks/results",
     "max_patches": None,
     "stats": None,
@@ -832,6 +839,88 @@ def build_rows(sweep: Sweep, results: dict[tuple[str, str], list[dict[str, Any]]
     return rows
 
 
+def _psnr_matrix(runs: list[dict[str, Any]]) -> np.ndarray:
+    return np.array([run["report"]["per_patch"]["psnr"] for run in runs])
+
+
+def _verdict(low: float, high: float) -> str:
+    if low > 0.0:
+        return "toolchain ahead"
+    return "network ahead" if high < 0.0 else "no clear difference"
+
+
+def paper_comparison(sweep: Sweep, results: dict[tuple[str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The paper's claim put to the test: every toolchain agent (:data:`TOOLCHAIN_KINDS`) against every single
+    network on each difficulty, by PSNR (difference of means and probability of improvement, with intervals
+    from a bootstrap over test patches, paired, and training seeds) and by multiply-adds per patch."""
+    options = {k: sweep.config["stats"][k] for k in ("reps", "confidence", "seed")}
+    toolchains = [e for e in sweep.entries if e.kind in TOOLCHAIN_KINDS]
+    networks = [e for e in sweep.entries if e.kind == "single-network"]
+    records = []
+    for difficulty in sweep.config["difficulties"]:
+        for chain, network in ((c, n) for c in toolchains for n in networks):
+            chain_runs, network_runs = results[chain.name, difficulty], results[network.name, difficulty]
+            if not chain_runs or not network_runs:
+                continue
+            chain_psnr, network_psnr = _psnr_matrix(chain_runs), _psnr_matrix(network_runs)
+            comparison = compare(chain_psnr, network_psnr, task_bootstrap=True, **options)
+            chain_macs = float(np.mean([run["macs_per_patch"] for run in chain_runs]))
+            network_macs = float(np.mean([run["macs_per_patch"] for run in network_runs]))
+            records.append({
+                "difficulty": difficulty, "toolchain": chain.name, "network": network.name,
+                "toolchain_psnr": float(chain_psnr.mean()), "network_psnr": float(network_psnr.mean()), **comparison,
+                "toolchain_parameters": chain_runs[0]["parameters"],
+                "network_parameters": network_runs[0]["parameters"],
+                "toolchain_macs_per_patch": chain_macs, "network_macs_per_patch": network_macs,
+                "macs_share": chain_macs / network_macs, "verdict": _verdict(*comparison["difference_ci"]),
+            })
+    return records
+
+
+COMPARISON_COLUMNS = ("difficulty", "toolchain", "network", "toolchain_psnr", "network_psnr", "difference",
+                      "difference_ci_low", "difference_ci_high", "probability_of_improvement",
+                      "probability_of_improvement_ci_low", "probability_of_improvement_ci_high",
+                      "toolchain_parameters", "network_parameters", "toolchain_macs_per_patch",
+                      "network_macs_per_patch", "macs_share", "verdict")
+
+
+def comparison_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of :func:`paper_comparison` flattened for ``comparison.csv``."""
+    flat = {k: record[k] for k in COMPARISON_COLUMNS if k in record}
+    for key in ("difference", "probability_of_improvement"):
+        flat[f"{key}_ci_low"], flat[f"{key}_ci_high"] = record[f"{key}_ci"]
+    return flat
+
+
+def comparison_markdown(records: list[dict[str, Any]], confidence: float) -> list[str]:
+    """The Markdown section of the paper's comparison (no lines without a toolchain and a network)."""
+    if not records:
+        return []
+    level = round(100 * confidence)
+    lines = [
+        "## The paper's comparison: toolchains against single networks", "",
+        "The paper's claim: a toolchain of small tools matches single networks of the toolbox's size at a fraction "
+        "of their computation. Difference: the toolchain's mean PSNR minus the network's, with its "
+        f"{level}% interval from a bootstrap over test patches (paired) and training seeds; P(better): rliable's "
+        "probability of improvement, the chance that the toolchain beats the network on a random test patch; "
+        "compute: the toolchain's multiply-adds per patch (tools run plus its agent's network) as a share of "
+        "the network's.", "",
+        f"| difficulty | toolchain | network | PSNR toolchain / network (dB) | difference (dB) [{level}% CI] "
+        f"| P(better) [{level}% CI] | GMACs toolchain / network | compute | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        low, high = r["difference_ci"]
+        p_low, p_high = r["probability_of_improvement_ci"]
+        lines.append(
+            f"| {r['difficulty']} | {r['toolchain']} | {r['network']} | {r['toolchain_psnr']:.3f} / "
+            f"{r['network_psnr']:.3f} | {r['difference']:+.3f} [{low:+.3f}, {high:+.3f}] | "
+            f"{r['probability_of_improvement']:.2f} [{p_low:.2f}, {p_high:.2f}] | "
+            f"{r['toolchain_macs_per_patch'] / 1e9:.3f} / {r['network_macs_per_patch'] / 1e9:.3f} | "
+            f"{100 * r['macs_share']:.0f}% | {r['verdict']} |")
+    return [*lines, ""]
+
+
 RUN_COLUMNS = ("entry", "kind", "difficulty", "seed", "patches", "psnr", "ssim", "psnr_input", "psnr_gain",
                "chain_length", "parameters", "macs_per_patch", "wall_seconds_per_patch")
 ROW_COLUMNS = ("entry", "kind", "difficulty", "runs", "patches", "psnr_mean", "psnr_ci_low", "psnr_ci_high",
@@ -876,8 +965,9 @@ def run_records(results: dict[tuple[str, str], list[dict[str, Any]]]) -> list[di
     return records
 
 
-def markdown(sweep: Sweep, rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
-    """The leaderboard as Markdown: setup, one table per difficulty, notes and the plots."""
+def markdown(sweep: Sweep, rows: list[dict[str, Any]], comparison: list[dict[str, Any]], header: dict[str, Any]
+             ) -> str:
+    """The leaderboard as Markdown: setup, one table per difficulty, the paper's comparison, notes and plots."""
     stats = sweep.config["stats"]
     level = round(100 * stats["confidence"])
     lines = ["# Leaderboard", ""]
@@ -921,6 +1011,7 @@ def markdown(sweep: Sweep, rows: list[dict[str, Any]], header: dict[str, Any]) -
         lines.append("")
     lines += ["\\* wall time per patch on this run's machine, including a policy's own work (an oracle's search; "
               "the exhaustive oracle's search is cached on disk after its first run).", ""]
+    lines += comparison_markdown(comparison, stats["confidence"])
     trained = {e.name: [s for s in e.seeds if (e.name, s) not in sweep.untrained] for e in sweep.entries}
     few = [e.name for e in sweep.entries if e.learned and 0 < len(trained[e.name]) < 3]
     notes = list(sweep.notes)
@@ -1045,6 +1136,7 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
     """Aggregate the result files into JSON, CSV, Markdown and PNG outputs (all atomic); returns the JSON."""
     results = load_results(sweep)
     rows = build_rows(sweep, results)
+    comparison = paper_comparison(sweep, results)
     folder = sweep.out / "leaderboard"
     header = {
         "test_sets": {d: {"patches": sweep.patches(d), "full_patches": len(sweep.ctx.test_set(d)),
@@ -1062,15 +1154,17 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
         "entries": [{"name": e.name, "kind": e.kind, "seeds": e.seeds, "spec": e.public_spec,
                      "hyperparameters": {str(seed): e.hyperparameters(sweep.ctx, seed) for seed in e.seeds}}
                     for e in sweep.entries],
-        "notes": sweep.notes, "untrained": sorted(sweep.untrained), "rows": rows, "sweep": counts,
+        "notes": sweep.notes, "untrained": sorted(sweep.untrained), "rows": rows, "comparison": comparison,
+        "sweep": counts,
     }
     write_json_atomic(folder / "leaderboard.json", report)
     write_text_atomic(folder / "leaderboard.csv", _csv(ROW_COLUMNS, [row_record(row) for row in rows]))
     write_text_atomic(folder / "runs.csv", _csv(RUN_COLUMNS, run_records(results)))
+    write_text_atomic(folder / "comparison.csv", _csv(COMPARISON_COLUMNS, [comparison_record(r) for r in comparison]))
     plot_psnr(rows, sweep.config["difficulties"], folder / "psnr.png")
     plot_tool_usage(rows, sweep.config["difficulties"], folder / "tool_usage.png")
     plot_gallery(sweep, results, folder / "gallery.png")
-    write_text_atomic(sweep.out / "leaderboard.md", markdown(sweep, rows, header))
+    write_text_atomic(sweep.out / "leaderboard.md", markdown(sweep, rows, comparison, header))
     return report
 
 

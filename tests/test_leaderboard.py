@@ -127,13 +127,15 @@ def test_the_sweep_writes_every_output_atomically(sweeps):
     root, report = sweeps[0]
     out = root / "out"
     folder = out / "leaderboard"
-    for name in ("leaderboard.json", "leaderboard.csv", "runs.csv", "psnr.png", "tool_usage.png", "gallery.png"):
+    for name in ("leaderboard.json", "leaderboard.csv", "runs.csv", "comparison.csv", "psnr.png", "tool_usage.png",
+                 "gallery.png"):
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
     assert not [p for p in out.rglob("*.tmp")]  # no temp file of an atomic write is left behind
     assert (folder / "psnr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["sweep"] == {"trained": 3, "evaluated": 24, "skipped": 0}
     assert json.loads((folder / "leaderboard.json").read_text())["rows"] == report["rows"]
-    assert {"packages", "torch", "cuda", "git_commit", "cpu_count"} <= report["provenance"].keys()
+    hardware = {"cpu_model", "cpu_count", "memory_gib", "cuda_device"}
+    assert {"packages", "torch", "cuda", "git_commit", *hardware} <= report["provenance"].keys()
     assert report["max_patches"] == 4 and report["training_source"] == "builtin"
     for difficulty in DIFFICULTIES:
         assert report["test_sets"][difficulty]["digest"] == load_test_set(difficulty).digest
@@ -184,6 +186,32 @@ def test_rows_hold_the_statistics(sweeps):
     assert all(row["timing"]["deterministic"] is False for row in rows.values())
 
 
+def test_the_paper_comparison_sets_each_toolchain_against_each_network(sweeps):
+    root, report = sweeps[0]
+    rows = {(r["entry"], r["difficulty"]): r for r in report["rows"]}
+    records = report["comparison"]
+    assert [(r["difficulty"], r["toolchain"], r["network"]) for r in records] == [
+        (d, "lstm-dqn", "vdsr-s") for d in DIFFICULTIES]
+    for record in records:
+        chain, network = rows["lstm-dqn", record["difficulty"]], rows["vdsr-s", record["difficulty"]]
+        means = chain["metrics"]["psnr"]["mean"], network["metrics"]["psnr"]["mean"]
+        assert record["difference"] == pytest.approx(means[0] - means[1])
+        low, high = record["difference_ci"]
+        assert low <= record["difference"] <= high and record["runs"] == [2, 1] and record["tasks"] == 4
+        assert 0.0 <= record["probability_of_improvement_ci"][0] <= record["probability_of_improvement"] \
+            <= record["probability_of_improvement_ci"][1] <= 1.0
+        assert record["macs_share"] == pytest.approx(chain["metrics"]["macs_per_patch"]
+                                                     / network["metrics"]["macs_per_patch"])
+        assert record["verdict"] == lb._verdict(low, high)
+    assert [lb._verdict(*ci) for ci in ([0.1, 0.3], [-0.3, -0.1], [-0.1, 0.1])] == [
+        "toolchain ahead", "network ahead", "no clear difference"]
+    table = list(csv.DictReader((root / "out" / "leaderboard" / "comparison.csv").open()))
+    assert len(table) == 3 and float(table[1]["difference_ci_low"]) == records[1]["difference_ci"][0]
+    markdown = (root / "out" / "leaderboard.md").read_text()
+    assert "## The paper's comparison: toolchains against single networks" in markdown
+    assert markdown.count("| lstm-dqn | vdsr-s |") == 3
+
+
 def test_two_sweeps_from_scratch_give_identical_numbers(sweeps):
     (_, first), (_, second) = sweeps
     assert [(r["entry"], r["difficulty"]) for r in first["rows"]] == [(r["entry"], r["difficulty"])
@@ -191,6 +219,7 @@ def test_two_sweeps_from_scratch_give_identical_numbers(sweeps):
     for a, b in zip(first["rows"], second["rows"]):
         assert a["metrics"] == b["metrics"], (a["entry"], a["difficulty"])
         assert a["tool_usage_per_step"] == b["tool_usage_per_step"]
+    assert first["comparison"] == second["comparison"]
 
 
 def test_a_rerun_skips_finished_results_and_redoes_stale_ones(sweeps):
