@@ -71,8 +71,27 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``), else what :func:`platform.processor` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _memory_gib() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def provenance() -> dict[str, Any]:
-    """Package versions, torch/CUDA versions, git commit and hardware of this run."""
+    """Package versions, torch/CUDA versions, git commit and hardware (CPU model and count, memory, GPU) of this
+    run."""
     versions = {}
     for name in _PACKAGES:
         try:
@@ -87,8 +106,9 @@ def provenance() -> dict[str, Any]:
         "git_commit": _git_commit(),
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "processor": platform.processor() or None,
+        "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "memory_gib": _memory_gib(),
         "torch_threads": torch.get_num_threads(),
     }
 
