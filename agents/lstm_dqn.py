@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, astuple, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -784,8 +785,10 @@ def train(
     device: str | torch.device = "cpu",
     resume: bool = False,
     progress: bool = True,
+    on_steps: Callable[[int], None] | None = None,
 ) -> QNetwork:
-    """Train the agent with DQN on ``cfg.difficulty`` and return the Q-network.
+    """Train the agent with DQN on ``cfg.difficulty`` and return the Q-network; ``on_steps(n)`` (optional) is
+    told of every ``n`` agent steps taken (a caller's progress bar).
 
     Writes to ``out_dir``: ``checkpoint.pt`` every ``checkpoint_frequency`` steps and at the end (atomically),
     ``log.csv`` and, at the end, ``agent.pt`` (network, config, toolbox version and metadata). ``resume``
@@ -850,6 +853,8 @@ def train(
         episodes += len(finished)
         recent.extend(finished)
         bar.update(taken)
+        if on_steps is not None:
+            on_steps(taken)
 
         for _ in range(crossings(max(before, cfg.learning_starts), global_step, cfg.train_frequency)):
             for group in optimizer.param_groups:

@@ -496,16 +496,23 @@ class Entry:
             return cfg.iterations * single_network.seconds_per_iteration(cfg)
         return int(_sb3_block(self.spec)["n_timesteps"]) * SB3_SECONDS_PER_STEP
 
-    def train(self, ctx: Context, seed: int, on_iteration: Callable[[], None] | None = None) -> None:
-        """Train (or resume) ``seed`` into its run folder."""
+    def train(self, ctx: Context, seed: int, advance: Callable[[float], None] | None = None) -> None:
+        """Train (or resume) ``seed`` into its run folder, telling ``advance`` (optional) of the progress in
+        estimated seconds of :meth:`train_cost` as it goes (SB3 runs: not before the end)."""
         out = self.run_dir(ctx, seed)
+        tell = advance or (lambda seconds: None)
         if self.kind == "lstm-dqn":
+            cfg = self.lstm_config(ctx, seed)
             resume = (out / lstm_dqn.CHECKPOINT_FILE).is_file()
-            lstm_dqn.train(self.lstm_config(ctx, seed), out, ctx.toolbox, ctx.device, resume=resume, progress=False)
+            per_step = self.train_cost(ctx, seed) / cfg.total_timesteps
+            lstm_dqn.train(cfg, out, ctx.toolbox, ctx.device, resume=resume, progress=False,
+                           on_steps=lambda steps: tell(steps * per_step))
         elif self.kind == "single-network":
+            cfg = self.network_config(ctx, seed)
             resume = (out / single_network.CHECKPOINT_FILE).is_file()
-            single_network.train(self.network_config(ctx, seed), out, ctx.device, resume=resume, progress=False,
-                                 on_iteration=on_iteration)
+            per_iteration = self.train_cost(ctx, seed) / cfg.iterations
+            single_network.train(cfg, out, ctx.device, resume=resume, progress=False,
+                                 on_iteration=lambda: tell(per_iteration))
         else:
             from agents import sb3
 
@@ -717,9 +724,8 @@ class Sweep:
                     self.untrained.add((entry.name, seed))
                     continue
                 if must_train:
-                    cost = entry.train_cost(self.ctx, seed)
-                    jobs.append(Job("train", f"train {entry.name} seed {seed}", cost,
-                                    self._train_job(entry, seed, cost), entry.name, seed))
+                    jobs.append(Job("train", f"train {entry.name} seed {seed}", entry.train_cost(self.ctx, seed),
+                                    lambda advance, e=entry, s=seed: e.train(self.ctx, s, advance), entry.name, seed))
                 for difficulty in self.config["difficulties"]:
                     if not must_train and self.finished(entry, difficulty, seed):
                         skipped += 1
@@ -729,11 +735,6 @@ class Sweep:
                                     lambda advance, e=entry, d=difficulty, s=seed: self.evaluate(e, d, s)))
         return jobs, skipped
 
-    def _train_job(self, entry: Entry, seed: int, cost: float) -> Callable[[Callable[[float], None]], None]:
-        def run(advance: Callable[[float], None]) -> None:
-            step = cost / entry.network_config(self.ctx, seed).iterations if entry.kind == "single-network" else 0
-            entry.train(self.ctx, seed, on_iteration=(lambda: advance(step)) if step else None)
-        return run
 
     def run(self, progress: bool = True) -> dict[str, int]:
         """Run every pending job under one progress bar; returns the counts of jobs run and results skipped."""

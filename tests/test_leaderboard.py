@@ -262,6 +262,15 @@ def test_a_model_trained_with_another_config_is_never_overwritten(sweeps):
         lb.run_leaderboard(config, dry_run=True)
 
 
+def test_training_tells_the_progress_bar_as_it_goes(tmp_path):
+    config = smoke_config(tmp_path)
+    ctx = lb.build_context(config)
+    for entry in (e for e in lb.build_entries(config, None) if e.kind in ("lstm-dqn", "single-network")):
+        told: list[float] = []
+        entry.train(ctx, 0, told.append)
+        assert len(told) > 1 and sum(told) == pytest.approx(entry.train_cost(ctx, 0)), entry.name
+
+
 def test_a_real_sweep_plan_trains_every_seed(tmp_path):
     config = lb.validate_config({**lb.load_config(REPO_ROOT / "benchmarks" / "leaderboard.yml"),
                                  "runs": str(tmp_path / "runs"), "out": str(tmp_path / "out"), "official": False,
