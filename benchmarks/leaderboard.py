@@ -978,11 +978,13 @@ def markdown(sweep: Sweep, rows: list[dict[str, Any]], comparison: list[dict[str
     test_sets = ", ".join(f"{d} {t['patches']} patches ({t['digest'][:12]}…, "
                           f"{'matches the recorded digest' if t['digest_matches'] else 'NO recorded match'})"
                           for d, t in header["test_sets"].items())
+    toolbox, machine = header["toolbox"], header["provenance"]
+    hardware = machine["cuda_device"] or f"{machine['cpu_model']}, {machine['cpu_count']} CPUs"
     lines += [
-        f"Frozen test sets: {test_sets}. Toolbox: {header['toolbox']['name']} "
-        f"({header['toolbox']['fingerprint'][:12]}…). "
-        f"Learned entries trained on `{header['training_source']}`. Commit {header['provenance']['git_commit']}, "
-        f"torch {header['provenance']['torch']}, device {sweep.ctx.device}.",
+        f"Frozen test sets: {test_sets}. Toolbox: {toolbox['metadata'].get('name', toolbox['name'])} "
+        f"({toolbox['fingerprint'][:12]}…). Learned entries trained on `{header['training_source']}`. "
+        f"Aggregated at commit {machine['git_commit']}, torch {machine['torch']}, device {sweep.ctx.device} "
+        f"({hardware}); every per-run file in `leaderboard/runs/` records the provenance of its own evaluation.",
         "",
         f"PSNR and SSIM: mean over runs (seeds) and test patches with its {level}% stratified-bootstrap confidence "
         f"interval over runs ({stats['reps']} replicates, seed {stats['seed']}; a deterministic entry has one run, "
@@ -1044,8 +1046,8 @@ def _save_figure(fig: Any, path: Path) -> None:
     _pyplot().close(fig)
 
 
-def plot_psnr(rows: list[dict[str, Any]], difficulties: list[str], path: Path) -> None:
-    """PSNR per difficulty, one marker per entry with its confidence interval."""
+def plot_psnr(rows: list[dict[str, Any]], difficulties: list[str], confidence: float, path: Path) -> None:
+    """PSNR per difficulty, one marker per entry with its ``confidence`` interval."""
     plt = _pyplot()
     entries = list(dict.fromkeys(row["entry"] for row in rows))
     fig, ax = plt.subplots(figsize=(2.2 + 2.4 * len(difficulties), 4.5))
@@ -1059,7 +1061,7 @@ def plot_psnr(rows: list[dict[str, Any]], difficulties: list[str], path: Path) -
         ax.errorbar(x, means, yerr=errors, fmt="o", capsize=3, label=entry)
     ax.set_xticks(np.arange(len(difficulties)), difficulties)
     ax.set_ylabel("PSNR (dB)")
-    ax.set_title("PSNR per difficulty (mean, 95% CI over seeds)")
+    ax.set_title(f"PSNR per difficulty (mean, {round(100 * confidence)}% CI over seeds)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     _save_figure(fig, path)
@@ -1162,7 +1164,7 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
     write_text_atomic(folder / "leaderboard.csv", _csv(ROW_COLUMNS, [row_record(row) for row in rows]))
     write_text_atomic(folder / "runs.csv", _csv(RUN_COLUMNS, run_records(results)))
     write_text_atomic(folder / "comparison.csv", _csv(COMPARISON_COLUMNS, [comparison_record(r) for r in comparison]))
-    plot_psnr(rows, sweep.config["difficulties"], folder / "psnr.png")
+    plot_psnr(rows, sweep.config["difficulties"], sweep.config["stats"]["confidence"], folder / "psnr.png")
     plot_tool_usage(rows, sweep.config["difficulties"], folder / "tool_usage.png")
     plot_gallery(sweep, results, folder / "gallery.png")
     write_text_atomic(sweep.out / "leaderboard.md", markdown(sweep, rows, comparison, header))
