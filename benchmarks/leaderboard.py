@@ -919,6 +919,9 @@ def comparison_markdown(records: list[dict[str, Any]], confidence: float) -> lis
             f"{r['probability_of_improvement']:.2f} [{p_low:.2f}, {p_high:.2f}] | "
             f"{r['toolchain_macs_per_patch'] / 1e9:.3f} / {r['network_macs_per_patch'] / 1e9:.3f} | "
             f"{100 * r['macs_share']:.0f}% | {r['verdict']} |")
+    if any(r["toolchain"] == "official" for r in records):
+        lines += ["", "`official` is the authors' agent with their tools, trained on their own data; the networks "
+                  "and every other entry were trained on this sweep's training images."]
     return [*lines, ""]
 
 
@@ -1084,6 +1087,7 @@ def plot_tool_usage(rows: list[dict[str, Any]], difficulties: list[str], path: P
                 image = ax.imshow(share, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
             ax.set_xticks(range(len(TOOL_SPECS)), [str(s.index + 1) for s in TOOL_SPECS], fontsize=6)
             ax.set_yticks(range(MAX_TOOLS), [f"step {s + 1}" for s in range(MAX_TOOLS)], fontsize=6)
+            ax.tick_params(labelleft=j == 0)  # step labels on the first column only: they would overlap
             if i == 0:
                 ax.set_title(difficulty, fontsize=9)
             if j == 0:
