@@ -1,7 +1,8 @@
 """The benchmark leaderboard: every agent, baseline and single network on the frozen test sets.
 
     python -m benchmarks.leaderboard --config benchmarks/leaderboard.yml [--out DIR] [--runs DIR]
-        [--max-patches N] [--device cpu|cuda] [--threads N] [--dry-run] [--no-progress]
+        [--max-patches N] [--device cpu|cuda] [--threads N] [--jobs N] [--dry-run] [--no-train] [--no-evaluate]
+        [--no-progress]
 
 (also ``python -m restore_gym leaderboard ...`` from the repository root). The YAML config names the entries
 (its keys are documented in ``benchmarks/leaderboard.yml``; unknown keys and entries are errors): the
@@ -54,6 +55,7 @@ from agents.baselines import BASELINES, VALIDATION_SIZE, NamedPolicy, toolbox_fi
 from agents.evaluate import Evaluation, load_toolbox, make_policy, run_network, run_policy
 from benchmarks.stats import compare, summarize
 from benchmarks.toolbox import DEFAULT_OFFICIAL
+from restore_gym import metrics
 from restore_gym.corpus import corpus_is_complete, default_out_dir
 from restore_gym.data import TestSet, load_test_set
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE
@@ -632,15 +634,23 @@ class Sweep:
     """Plans and runs the jobs of one leaderboard config, then aggregates the result files."""
 
     def __init__(self, config: dict[str, Any], out: Path, ctx: Context, official_note: str | None,
-                 official_dir: Path | None, train_missing: bool = True, jobs: int = 1) -> None:
+                 official_dir: Path | None, train_missing: bool = True, evaluate_missing: bool = True,
+                 jobs: int = 1) -> None:
         self.config, self.out, self.ctx = config, out, ctx
-        self.train_missing, self.jobs, self.official_dir = train_missing, jobs, official_dir
+        self.train_missing, self.evaluate_missing = train_missing and evaluate_missing, evaluate_missing
+        self.jobs, self.official_dir = jobs, official_dir
         self.untrained: set[tuple[str, int]] = set()  # (entry, seed) left out because they are not trained
+        # (entry, difficulty, seed) left out because no valid result is stored (evaluate_missing False)
+        self.unevaluated: set[tuple[str, str, int]] = set()
         self.entries = build_entries(config, official_dir)
         self.notes = [official_note] if official_note else []
         self.results = out / "leaderboard" / "runs"
         self._toolboxes: dict[str, Toolbox | None] = {}
         self._fingerprints: dict[str, str] = {}
+
+    def published(self, entry: str, difficulty: str, seed: int) -> bool:
+        """Whether the outputs hold the result of (``entry``, ``difficulty``, ``seed``) (after :meth:`plan`)."""
+        return (entry, seed) not in self.untrained and (entry, difficulty, seed) not in self.unevaluated
 
     def result_path(self, entry: Entry, difficulty: str, seed: int) -> Path:
         return self.results / entry.name / f"{difficulty}-seed{seed}.json"
@@ -730,6 +740,9 @@ class Sweep:
                     if not must_train and self.finished(entry, difficulty, seed):
                         skipped += 1
                         continue
+                    if not self.evaluate_missing:
+                        self.unevaluated.add((entry.name, difficulty, seed))
+                        continue
                     jobs.append(Job("evaluate", f"evaluate {entry.name} seed {seed} on {difficulty}",
                                     self.eval_cost(entry, difficulty),
                                     lambda advance, e=entry, d=difficulty, s=seed: self.evaluate(e, d, s)))
@@ -790,7 +803,7 @@ def load_results(sweep: Sweep) -> dict[tuple[str, str], list[dict[str, Any]]]:
     for entry in sweep.entries:
         for difficulty in sweep.config["difficulties"]:
             results[entry.name, difficulty] = [json.loads(sweep.result_path(entry, difficulty, seed).read_text())
-                                               for seed in entry.seeds if (entry.name, seed) not in sweep.untrained]
+                                               for seed in entry.seeds if sweep.published(entry.name, difficulty, seed)]
     return results
 
 
@@ -1025,6 +1038,10 @@ def markdown(sweep: Sweep, rows: list[dict[str, Any]], comparison: list[dict[str
         seeds = sorted(seed for entry, seed in sweep.untrained if entry == name)
         notes.append(f"{name}: seed(s) {', '.join(map(str, seeds))} not trained yet (run without --no-train to "
                      "train them); the row aggregates the trained seeds only")
+    for name, difficulty in dict.fromkeys((name, difficulty) for name, difficulty, _ in sorted(sweep.unevaluated)):
+        seeds = sorted(seed for e, d, seed in sweep.unevaluated if (e, d) == (name, difficulty))
+        notes.append(f"{name} on {difficulty}: seed(s) {', '.join(map(str, seeds))} not evaluated yet (run without "
+                     "--no-evaluate to evaluate them); left out of that row")
     if few:
         notes.append(f"fewer than 3 training seeds for {', '.join(few)}: their intervals are not meaningful")
     if notes:
@@ -1057,10 +1074,12 @@ def plot_psnr(rows: list[dict[str, Any]], difficulties: list[str], confidence: f
     width = 0.8 / max(len(entries), 1)
     for k, entry in enumerate(entries):
         mine = {row["difficulty"]: row["metrics"]["psnr"] for row in rows if row["entry"] == entry}
-        x = np.arange(len(difficulties)) - 0.4 + width * (k + 0.5)
-        means = np.array([mine[d]["mean"] for d in difficulties])
-        errors = np.array([[mine[d]["mean"] - mine[d]["mean_ci"][0], mine[d]["mean_ci"][1] - mine[d]["mean"]]
-                           for d in difficulties]).T
+        shown = [i for i, d in enumerate(difficulties) if d in mine]  # an entry may lack a difficulty's result
+        x = np.array(shown) - 0.4 + width * (k + 0.5)
+        points = [mine[difficulties[i]] for i in shown]
+        means = np.array([point["mean"] for point in points])
+        errors = np.array([[point["mean"] - point["mean_ci"][0], point["mean_ci"][1] - point["mean"]]
+                           for point in points]).T
         ax.errorbar(x, means, yerr=errors, fmt="o", capsize=3, label=entry)
     ax.set_xticks(np.arange(len(difficulties)), difficulties)
     ax.set_ylabel("PSNR (dB)")
@@ -1111,8 +1130,8 @@ def plot_gallery(sweep: Sweep, results: dict[tuple[str, str], list[dict[str, Any
     difficulty = sweep.config["gallery"]["difficulty"]
     indices = gallery_indices(sweep.config["gallery"]["patches"], sweep.patches(difficulty))
     test_set = sweep.ctx.test_set(difficulty)
-    # Entries whose first seed was evaluated (with --no-train an untrained one is not).
-    shown = [entry for entry in sweep.entries if (entry.name, entry.seeds[0]) not in sweep.untrained]
+    # Entries whose first seed is published on this difficulty (with --no-train or --no-evaluate some are not).
+    shown = [entry for entry in sweep.entries if sweep.published(entry.name, difficulty, entry.seeds[0])]
     columns = ["input", *(entry.name for entry in shown), "clean"]
     fig, axes = plt.subplots(len(indices), len(columns), squeeze=False,
                              figsize=(1.5 * len(columns), 1.75 * len(indices) + 0.5))
@@ -1120,8 +1139,7 @@ def plot_gallery(sweep: Sweep, results: dict[tuple[str, str], list[dict[str, Any
     images = {entry.name: np.load(sweep.result_path(entry, difficulty, entry.seeds[0]).with_suffix(".npz"))["images"]
               for entry in shown}
     for r, index in enumerate(indices):
-        psnr_input = first[shown[0].name]["report"]["per_patch"]["psnr_input"][index]
-        panels = [(test_set.degraded[index], f"{psnr_input:.2f} dB")]
+        panels = [(test_set.degraded[index], f"{metrics.psnr(test_set.degraded[index], test_set.clean[index]):.2f} dB")]
         for entry in shown:
             per_patch = first[entry.name]["report"]["per_patch"]
             chain = None if per_patch["chain"] is None else per_patch["chain"][index]
@@ -1161,7 +1179,8 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
         "entries": [{"name": e.name, "kind": e.kind, "seeds": e.seeds, "spec": e.public_spec,
                      "hyperparameters": {str(seed): e.hyperparameters(sweep.ctx, seed) for seed in e.seeds}}
                     for e in sweep.entries],
-        "notes": sweep.notes, "untrained": sorted(sweep.untrained), "rows": rows, "comparison": comparison,
+        "notes": sweep.notes, "untrained": sorted(sweep.untrained), "unevaluated": sorted(sweep.unevaluated),
+        "rows": rows, "comparison": comparison,
         "sweep": counts,
     }
     write_json_atomic(folder / "leaderboard.json", report)
@@ -1184,19 +1203,21 @@ def build_context(config: dict[str, Any]) -> Context:
 
 
 def run_leaderboard(config: dict[str, Any], progress: bool = True, dry_run: bool = False,
-                    train: bool = True, jobs: int = 1) -> dict[str, Any]:
+                    train: bool = True, jobs: int = 1, evaluate: bool = True) -> dict[str, Any]:
     """Train what is missing, evaluate what is not stored yet and write the outputs of a validated config.
 
     Returns the ``leaderboard.json`` contents, or with ``dry_run`` only the plan (jobs and their estimated
     seconds) without running anything. With ``train`` False, seeds not trained yet are left out (and named in
-    the notes) instead of trained. ``jobs`` > 1 trains that many models at once, each in its own process with
+    the notes) instead of trained; with ``evaluate`` False nothing runs at all (no training either): the
+    outputs aggregate the results stored with today's fingerprints and the notes name what is left out.
+    ``jobs`` > 1 trains that many models at once, each in its own process with
     an equal share of torch's CPU threads; evaluations then run once every training has finished.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     official_dir, note = official_folder(config["official"])
     sweep = Sweep(config, Path(config["out"]), build_context(config), note, official_dir, train_missing=train,
-                  jobs=jobs)
+                  evaluate_missing=evaluate, jobs=jobs)
     if dry_run:
         planned, skipped = sweep.plan()
         return {"jobs": [{"label": job.label, "estimated_seconds": job.cost} for job in planned],
@@ -1221,6 +1242,8 @@ def build_parser(prog: str = "python -m benchmarks.leaderboard") -> argparse.Arg
     parser.add_argument("--dry-run", action="store_true", help="print the jobs still to run and their estimated time")
     parser.add_argument("--no-train", action="store_true", help="train nothing: leave out the seeds not trained yet "
                         "(named in the notes)")
+    parser.add_argument("--no-evaluate", action="store_true", help="run nothing (implies --no-train): publish the "
+                        "results stored and still valid, naming the ones left out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -1242,7 +1265,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.le
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run_leaderboard(config, progress=not args.no_progress, dry_run=args.dry_run, train=not args.no_train,
-                             jobs=args.jobs)
+                             jobs=args.jobs, evaluate=not args.no_evaluate)
     if args.dry_run:
         for job in result["jobs"]:
             print(f"{job['estimated_seconds'] / 60:9.1f} min  {job['label']}")

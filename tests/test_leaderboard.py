@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -324,6 +325,31 @@ def test_no_train_leaves_out_untrained_seeds_and_names_them(sweeps, tmp_path):
     assert rows["lstm-dqn", "moderate"]["seeds"] == [0, 1] and ("vdsr-s", "moderate") not in rows
     markdown = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "lstm-dqn: seed(s) 5 not trained yet" in markdown and "vdsr-s: seed(s) 7 not trained yet" in markdown
+
+
+def test_no_evaluate_runs_nothing_and_publishes_the_valid_results(sweeps, tmp_path):
+    root = sweeps[0][0]
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    results = out / "leaderboard" / "runs"
+    (results / "random" / "mild-seed1.json").unlink()
+    (results / "best-tool" / "moderate-seed0.json").unlink()  # the gallery's difficulty and seed
+    config = {**smoke_config(root), "out": str(out)}
+    config["lstm_dqn"]["seeds"] = [0, 1, 5]  # seed 5 is not trained
+    before = _mtimes(results)
+    report = lb.run_leaderboard(config, progress=False, evaluate=False)
+    assert _mtimes(results) == before and report["sweep"]["trained"] == report["sweep"]["evaluated"] == 0
+    assert [tuple(item) for item in report["unevaluated"]] == [("best-tool", "moderate", 0), ("random", "mild", 1)]
+    assert [tuple(item) for item in report["untrained"]] == [("lstm-dqn", 5)]
+    rows = {(row["entry"], row["difficulty"]): row for row in report["rows"]}
+    assert rows["random", "mild"]["seeds"] == [0] and rows["random", "severe"]["seeds"] == [0, 1]
+    assert ("best-tool", "moderate") not in rows and rows["best-tool", "mild"]["seeds"] == [0]
+    markdown = (out / "leaderboard.md").read_text()
+    assert "random on mild: seed(s) 1 not evaluated yet" in markdown
+    assert "best-tool on moderate: seed(s) 0 not evaluated yet" in markdown
+    assert (out / "leaderboard" / "gallery.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        lb.main(["--config", str(SMOKE), "--no-evaluate", "--help"])
 
 
 def test_parallel_training_gives_the_numbers_of_the_serial_sweep(sweeps, tmp_path):
