@@ -1043,7 +1043,7 @@ def markdown(sweep: Sweep, rows: list[dict[str, Any]], comparison: list[dict[str
     for name, difficulty in dict.fromkeys((name, difficulty) for name, difficulty, _ in sorted(sweep.unevaluated)):
         seeds = sorted(seed for e, d, seed in sweep.unevaluated if (e, d) == (name, difficulty))
         notes.append(f"{name} on {difficulty}: seed(s) {', '.join(map(str, seeds))} not evaluated yet (run without "
-                     "--no-evaluate to evaluate them); left out of that row")
+                     "--no-evaluate to evaluate them); not in the tables")
     if few:
         notes.append(f"fewer than 3 training seeds for {', '.join(few)}: their intervals are not meaningful")
     if notes:
