@@ -750,7 +750,6 @@ class Sweep:
                                     lambda advance, e=entry, d=difficulty, s=seed: self.evaluate(e, d, s)))
         return jobs, skipped
 
-
     def run(self, progress: bool = True) -> dict[str, int]:
         """Run every pending job under one progress bar; returns the counts of jobs run and results skipped."""
         jobs, skipped = self.plan()
@@ -1182,8 +1181,7 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
                      "hyperparameters": {str(seed): e.hyperparameters(sweep.ctx, seed) for seed in e.seeds}}
                     for e in sweep.entries],
         "notes": sweep.notes, "untrained": sorted(sweep.untrained), "unevaluated": sorted(sweep.unevaluated),
-        "rows": rows, "comparison": comparison,
-        "sweep": counts,
+        "rows": rows, "comparison": comparison, "sweep": counts,
     }
     write_json_atomic(folder / "leaderboard.json", report)
     write_text_atomic(folder / "leaderboard.csv", _csv(ROW_COLUMNS, [row_record(row) for row in rows]))
