@@ -328,8 +328,12 @@ def default_out_dir(algo: str, env_id: str = DEFAULT_ENV_ID, seed: int = 0) -> P
     return Path("runs") / "sb3" / f"{algo}-{env_id}-{seed}"
 
 
-def save_model_atomic(model: BaseAlgorithm, path: str | os.PathLike) -> None:
-    """``model.save`` to ``path`` atomically (see :func:`restore_gym.records.write_atomic`)."""
+def save_model_atomic(model: BaseAlgorithm, path: str | os.PathLike, optimizer_state: bool = True) -> None:
+    """``model.save`` to ``path`` atomically (see :func:`restore_gym.records.write_atomic`). Without
+    ``optimizer_state`` the model's optimizer is first emptied of its running statistics (Adam's moments, two
+    thirds of a PPO file): the file still loads, evaluates and trains on, but not exactly as the run would have."""
+    if not optimizer_state:
+        model.policy.optimizer.state.clear()
     write_atomic(path, model.save)
 
 
@@ -354,6 +358,7 @@ def train(
     device: str = "cpu",
     eval_difficulty: str | None = None,
     verbose: int = 0,
+    optimizer_state: bool = True,
 ) -> tuple[BaseAlgorithm, dict[str, Any]]:
     """Train ``algo`` on ``env_id`` with the hyperparameters of ``hyperparams`` (default
     ``agents/hyperparams/ALGO.yml``; top-level keys replaced by ``overrides``; ``timesteps`` replaces
@@ -361,7 +366,8 @@ def train(
     environment's difficulty).
 
     ``toolbox`` is a Toolbox, a toolbox file or None (the shipped one). Writes ``config.yml``,
-    ``progress.csv``, ``model.zip`` and ``eval.json`` to ``out`` (default :func:`default_out_dir`). With a
+    ``progress.csv``, ``model.zip`` (without the optimizer's statistics unless ``optimizer_state``; see
+    :func:`save_model_atomic`) and ``eval.json`` to ``out`` (default :func:`default_out_dir`). With a
     ``joint`` block the tools train in place along with the agent (a given Toolbox is changed; files never
     are), are saved as ``toolbox.pt`` and are the ones evaluated.
     Returns the model and the evaluation record written to ``eval.json``.
@@ -390,7 +396,7 @@ def train(
     start = time.perf_counter()
     model.learn(total_timesteps=int(block["n_timesteps"]), callback=JointTrainingCallback(joint) if joint else None)
     train_seconds = time.perf_counter() - start
-    save_model_atomic(model, out / MODEL_FILE)
+    save_model_atomic(model, out / MODEL_FILE, optimizer_state)
     if joint:
         tools.save(out / JOINT_TOOLBOX_FILE)
 

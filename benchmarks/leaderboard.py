@@ -521,8 +521,9 @@ class Entry:
             from agents import sb3
 
             block = _sb3_block(self.spec, ctx.source)
+            # The committed model.zip needs no optimizer statistics: SB3 runs are evaluated, never resumed.
             sb3.train(self.spec["algo"], self.spec["env"], seed, out=out, hyperparams=self.spec["hyperparams"],
-                      overrides=block, toolbox=ctx.toolbox, device=str(ctx.device))
+                      overrides=block, toolbox=ctx.toolbox, device=str(ctx.device), optimizer_state=False)
 
     # ---- evaluation ----
 

@@ -51,13 +51,14 @@ def _tiny(algo):
     return {**base, "n_steps": 8}
 
 
-@pytest.mark.parametrize(("algo", "env_id", "eval_difficulty", "expected"), [
-    ("a2c", "RLRestore-v0", "mild", "mild"),
-    ("dqn", "RLRestoreSevere-v0", None, "severe"),
+@pytest.mark.parametrize(("algo", "env_id", "eval_difficulty", "expected", "optimizer_state"), [
+    ("a2c", "RLRestore-v0", "mild", "mild", True),
+    ("dqn", "RLRestoreSevere-v0", None, "severe", False),
 ])
-def test_train_writes_a_run_that_load_policy_reproduces(toolbox, tmp_path, algo, env_id, eval_difficulty, expected):
+def test_train_writes_a_run_that_load_policy_reproduces(toolbox, tmp_path, algo, env_id, eval_difficulty, expected,
+                                                        optimizer_state):
     model, record = train(algo, env_id, seed=3, timesteps=128, out=tmp_path, overrides=_tiny(algo),
-                          toolbox=toolbox, eval_difficulty=eval_difficulty)
+                          toolbox=toolbox, eval_difficulty=eval_difficulty, optimizer_state=optimizer_state)
     assert model.num_timesteps >= 128 and record["timesteps"] == model.num_timesteps
     assert {p.name for p in tmp_path.iterdir()} == {"config.yml", "progress.csv", "model.zip", "eval.json"}
     assert json.loads((tmp_path / "eval.json").read_text()) == json.loads(json.dumps(record))
@@ -70,6 +71,7 @@ def test_train_writes_a_run_that_load_policy_reproduces(toolbox, tmp_path, algo,
 
     policy = load_policy(tmp_path / "model.zip")
     assert type(policy.model) is type(model) and policy.observation_mode == "uint8"
+    assert bool(policy.model.policy.optimizer.state) == optimizer_state
     loaded = policy.model.policy.state_dict()
     for name, weights in model.policy.state_dict().items():
         assert torch.equal(loaded[name], weights), name
