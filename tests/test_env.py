@@ -128,7 +128,7 @@ def test_render_shows_input_current_and_clean(toolbox):
 def test_gymnasium_and_sb3_checkers_pass(toolbox):
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    check_env(RLRestoreEnv(toolbox=toolbox), skip_render_check=False)
+    check_env(gym.make("RLRestore-v0", toolbox=toolbox).unwrapped, skip_render_check=False)
     for mode in ("uint8", "image"):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
