@@ -1040,8 +1040,10 @@ def markdown(sweep: Sweep, rows: list[dict[str, Any]], comparison: list[dict[str
         seeds = sorted(seed for entry, seed in sweep.untrained if entry == name)
         notes.append(f"{name}: seed(s) {', '.join(map(str, seeds))} not trained yet (run without --no-train to "
                      "train them); the row aggregates the trained seeds only")
-    for name, difficulty in dict.fromkeys((name, difficulty) for name, difficulty, _ in sorted(sweep.unevaluated)):
-        seeds = sorted(seed for e, d, seed in sweep.unevaluated if (e, d) == (name, difficulty))
+    unevaluated: dict[tuple[str, str], list[int]] = {}
+    for name, difficulty, seed in sorted(sweep.unevaluated):
+        unevaluated.setdefault((name, difficulty), []).append(seed)
+    for (name, difficulty), seeds in unevaluated.items():
         notes.append(f"{name} on {difficulty}: seed(s) {', '.join(map(str, seeds))} not evaluated yet (run without "
                      "--no-evaluate to evaluate them); not in the tables")
     if few:
