@@ -31,6 +31,7 @@ from torch import nn
 
 from agents.baselines import BASELINES, VALIDATION_SIZE, NamedPolicy, toolbox_fingerprint
 from agents.single_network import load_network, restore
+from restore_gym.allocator import retain_freed_memory
 from restore_gym.data import ImageSource, TestSet, digest_of, to_nchw
 from restore_gym.degrade import check_difficulty
 from restore_gym.engine import MAX_TOOLS, PatchSupply, resolve_device, resolve_source
@@ -331,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  args.validation_size, device)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         parser.error(str(error))
+    retain_freed_memory()
     if args.agent == SINGLE_NETWORK:
         report = run_network(network, args.difficulty, device=device, max_patches=args.max_patches,
                              details=checkpoint_details(args.checkpoint)).report

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from restore_gym.allocator import retain_freed_memory
 from restore_gym.data import load_test_set
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.engine import resolve_device
@@ -973,6 +974,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
+    retain_freed_memory()
     toolbox = _toolbox(args, device)
     if args.command == "train":
         if args.threads:

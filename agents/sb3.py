@@ -45,6 +45,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecMonitor
 from torch import nn
 
+from restore_gym.allocator import retain_freed_memory
 from restore_gym.data import load_test_set
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.env import observe
@@ -438,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         load_hyperparams(args.algo, args.env, args.hyperparams, overrides)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
+    retain_freed_memory()
     _, record = train(args.algo, args.env, args.seed, args.timesteps, out=args.out, hyperparams=args.hyperparams,
                       toolbox=args.toolbox, device=args.device, eval_difficulty=args.eval_difficulty, verbose=1)
     summary = {key: record[key] for key in ("difficulty", "psnr_input", "psnr", "gain", "chain_length")}

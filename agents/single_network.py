@@ -42,6 +42,7 @@ from torch import nn
 from tqdm import tqdm
 
 from agents.baselines import validation_set
+from restore_gym.allocator import retain_freed_memory
 from restore_gym.data import ImageSource, to_nchw
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
 from restore_gym.engine import STATE_RANGE, resolve_device, resolve_source
@@ -397,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         resolve_device(args.device)
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
         parser.error(str(error))
+    retain_freed_memory()
     train(cfg, args.out, args.device, resume=args.resume, progress=not args.no_progress)
     print(f"network written to {Path(args.out) / NETWORK_FILE}")
     return 0

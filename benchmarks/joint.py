@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from restore_gym.allocator import retain_freed_memory
 from restore_gym.degrade import DIFFICULTIES
 from restore_gym.engine import CORPUS_SOURCE, resolve_source
 from restore_gym.joint import (
@@ -127,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     torch.set_num_threads(args.threads)
+    retain_freed_memory()
     start = time.perf_counter()
     tuned, tuning = finetune(args.agent, args.out_toolbox, args.episodes, args.toolbox, config=config,
                              source=os.path.expanduser(args.source), num_envs=args.num_envs,

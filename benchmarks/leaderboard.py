@@ -56,6 +56,7 @@ from agents.evaluate import Evaluation, load_toolbox, make_policy, run_network, 
 from benchmarks.stats import compare, summarize
 from benchmarks.toolbox import DEFAULT_OFFICIAL
 from restore_gym import metrics
+from restore_gym.allocator import retain_freed_memory
 from restore_gym.corpus import corpus_is_complete, default_out_dir
 from restore_gym.data import TestSet, load_test_set
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE
@@ -1267,6 +1268,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.le
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    retain_freed_memory()
     result = run_leaderboard(config, progress=not args.no_progress, dry_run=args.dry_run, train=not args.no_train,
                              jobs=args.jobs, evaluate=not args.no_evaluate)
     if args.dry_run:

@@ -59,6 +59,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
+from restore_gym.allocator import retain_freed_memory
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.engine import STATE_RANGE, EpisodeReport, resolve_device
 from restore_gym.env import RLRestoreEnv
@@ -505,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_path(args.out, args.toolbox, args.agent)
     except ValueError as error:
         parser.error(str(error))
+    retain_freed_memory()
     tools, record = finetune(args.agent, args.out, args.episodes, args.toolbox, config=config,
                              difficulty=args.difficulty, source=os.path.expanduser(args.source),
                              num_envs=args.num_envs, device=args.device, progress=not args.no_progress)

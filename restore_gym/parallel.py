@@ -13,9 +13,12 @@ from typing import Any
 
 import torch
 
+from restore_gym.allocator import retain_freed_memory
 
-def _set_threads(threads: int) -> None:
+
+def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
+    retain_freed_memory()
 
 
 def run_in_processes(
@@ -27,7 +30,8 @@ def run_in_processes(
     """``[function(*args) for args in arguments]``, computed in ``jobs`` spawned worker processes.
 
     ``function`` and the arguments must be picklable (``function`` defined at a module's top level). Each
-    worker gets ``torch.get_num_threads() // jobs`` threads (at least one). ``on_done(i)`` is called in this
+    worker gets ``torch.get_num_threads() // jobs`` threads (at least one) and keeps its freed memory
+    (:func:`~restore_gym.allocator.retain_freed_memory`). ``on_done(i)`` is called in this
     process as job ``i`` finishes. The first job to fail cancels those not started and its error is raised
     once the running ones have finished.
     """
@@ -36,7 +40,7 @@ def run_in_processes(
     threads = max(1, torch.get_num_threads() // jobs)
     context = multiprocessing.get_context("spawn")  # a forked torch process may deadlock in its thread pools
     results: list[Any] = [None] * len(arguments)
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_threads, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
         futures = {pool.submit(function, *args): index for index, args in enumerate(arguments)}
         try:
             for future in as_completed(futures):

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from restore_gym.allocator import retain_freed_memory
 from restore_gym.data import BuiltinImages, ImageSource, to_nchw
 from restore_gym.degrade import MARGIN, DegradationParams, as_float_image, check_generator, degrade
 from restore_gym.engine import resolve_source
@@ -410,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--warm-start needs --init")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    retain_freed_memory()
     path = train_toolbox(args.out, tools, args.source, config, args.device, args.init, not args.no_progress,
                          args.warm_start, args.jobs)
     print(f"wrote {path}")
