@@ -163,7 +163,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (about 0.7 ms each), which bounds a GPU run at about 20 iterations per second.
     "paper": {"iterations": 200_000, "batch_size": 64, "patch_size": 63, "lr": 1e-3, "final_lr": 1e-6,
               "val_patches": 512, "eval_every": 2000, "checkpoint_every": 5000},
-    # About 25 minutes per network on one CPU thread (iterations per architecture: CPU_ITERATIONS).
+    # About 25 minutes per network on one CPU thread where CPU_SECONDS_PER_ITERATION was measured; the
+    # leaderboard's runs took 54 to 56 minutes on later machines (iterations per architecture: CPU_ITERATIONS).
     "cpu": {"batch_size": 16, "patch_size": 41, "lr": 1e-3, "final_lr": 1e-5, "val_patches": 128,
             "eval_every": 500, "checkpoint_every": 250},
     # Seconds, for tests: every mechanism (updates, validation, a checkpoint) runs.
