@@ -299,8 +299,9 @@ def train(
     Writes to ``out_dir``: ``config.json``, ``log.csv`` (rewritten atomically at every validation),
     ``checkpoint.pt`` every ``checkpoint_every`` iterations and at the end, and ``network.pt`` at the end,
     each atomically. ``resume`` continues from ``checkpoint.pt`` exactly as if never stopped (same config,
-    ``iterations`` aside; a finished run just rewrites ``network.pt``); without it an existing checkpoint
-    is an error, never overwritten. ``on_iteration`` is called after every iteration (progress reporting).
+    ``iterations`` aside; a finished run just rewrites ``network.pt``), and the log's ``seconds`` go on counting
+    the training time from the checkpoint's; without it an existing checkpoint is an error, never overwritten.
+    ``on_iteration`` is called after every iteration (progress reporting).
     """
     device = resolve_device(device)
     out_dir = Path(out_dir)
@@ -318,7 +319,7 @@ def train(
     network = build_network(cfg.arch).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
-    start, rows = 0, []
+    start, rows, seconds_before = 0, [], 0.0
     if resume:
         payload = torch.load(checkpoint_path, map_location=device, weights_only=True)
         _check_resumable(payload, cfg, checkpoint_path)
@@ -326,12 +327,18 @@ def train(
         optimizer.load_state_dict(payload["optimizer"])
         rng.bit_generator.state = payload["numpy_rng"]
         start, rows = payload["iteration"], list(payload["log"])
+        # Checkpoints written before "seconds" was stored: the time up to the last validation.
+        seconds_before = float(payload.get("seconds", rows[-1]["seconds"] if rows else 0.0))
     else:
         write_text_atomic(out_dir / CONFIG_FILE, json.dumps(asdict(cfg), indent=2) + "\n")
 
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - began
+
     def save_checkpoint(iteration: int) -> None:
         atomic_torch_save({**network_payload(network, cfg, iteration), "optimizer": optimizer.state_dict(),
-                           "numpy_rng": rng.bit_generator.state, "log": rows}, checkpoint_path)
+                           "numpy_rng": rng.bit_generator.state, "log": rows, "seconds": elapsed()},
+                          checkpoint_path)
 
     began = time.perf_counter()
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc=cfg.arch, unit="it",
@@ -348,7 +355,7 @@ def train(
             rows.append({"iteration": done, "loss": f"{loss_value:.6g}", "lr": f"{lr:.3g}",
                          "val_psnr_in": f"{val_input:.4f}", "val_psnr_out": f"{val_output:.4f}",
                          "val_gain": f"{val_output - val_input:.4f}",
-                         "seconds": f"{time.perf_counter() - began:.1f}"})
+                         "seconds": f"{elapsed():.1f}"})
             _write_log(log_path, rows)
             bar.set_postfix(loss=f"{loss_value:.5f}", gain=f"{val_output - val_input:+.2f} dB")
         if done % cfg.checkpoint_every == 0 and done < cfg.iterations:

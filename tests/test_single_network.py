@@ -113,6 +113,7 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, trained, smoke_config):
     with pytest.raises(Interrupt):
         sn.train(smoke_config, tmp_path, progress=False, on_iteration=interrupt_after_three)
     assert not (tmp_path / "network.pt").exists()
+    checkpoint_seconds = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["seconds"]
     with pytest.raises(FileExistsError, match="resume it or choose another output folder"):
         sn.train(smoke_config, tmp_path, progress=False)
     with pytest.raises(ValueError, match="batch_size: 2 saved, 3 now"):
@@ -120,7 +121,9 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, trained, smoke_config):
     resumed = sn.train(smoke_config, tmp_path, resume=True, progress=False)
     for a, b in zip(resumed.state_dict().values(), trained[1].state_dict().values()):
         assert torch.equal(a, b)
-    assert [r["iteration"] for r in csv.DictReader((tmp_path / "log.csv").open())] == ["2", "4"]
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [r["iteration"] for r in rows] == ["2", "4"]
+    assert float(rows[0]["seconds"]) <= round(checkpoint_seconds, 1) <= float(rows[1]["seconds"])
     with pytest.raises(FileNotFoundError, match="cannot resume: there is no"):
         sn.train(smoke_config, tmp_path / "elsewhere", resume=True, progress=False)
 
