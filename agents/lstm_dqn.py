@@ -841,7 +841,7 @@ def train(
         _truncate_log(log_path, global_step)
     else:
         (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    if not log_path.exists():
+    if not resume or not log_path.exists():  # a fresh run's log never continues the rows of an earlier run
         log_path.write_text(",".join(LOG_COLUMNS) + "\n")
     collector.restart(env_seeds(cfg.seed, global_step, cfg.num_envs))
 

@@ -285,6 +285,15 @@ def test_resume_is_exact(trained, tmp_path, shift_toolbox):
     assert len(log) == cfg.total_timesteps // cfg.log_frequency and float(log[-1]["loss"]) > 0
 
 
+def test_a_fresh_run_starts_its_log_anew(trained, tmp_path, shift_toolbox):
+    one_dir, _ = trained
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / LOG_FILE).write_text((one_dir / LOG_FILE).read_text())  # an earlier run's log, its checkpoint lost
+    train(PRESETS["smoke"], again, shift_toolbox, progress=False)
+    assert _log_without_speed(again / LOG_FILE) == _log_without_speed(one_dir / LOG_FILE)
+
+
 def test_agent_files_and_clear_errors(trained, tmp_path, shift_toolbox):
     out, network = trained
     loaded, info = load_agent(out / AGENT_FILE)
