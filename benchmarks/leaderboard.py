@@ -771,16 +771,19 @@ class Sweep:
         return {"trained": len(trainings), "evaluated": len(evaluations), "skipped": skipped}
 
     def _train_in_parallel(self, trainings: list[Job], bar: tqdm) -> None:
-        """Run the training jobs in ``self.jobs`` worker processes, advancing ``bar`` as each one finishes."""
+        """Run the training jobs in ``self.jobs`` worker processes, advancing ``bar`` as they go."""
         bar.set_postfix_str(f"training {len(trainings)} models, {self.jobs} at a time")
+        advances = [_Advance(bar, job.cost) for job in trainings]
         run_in_processes(_train_worker, [(self.config, self.official_dir, job.entry, job.seed) for job in trainings],
-                         self.jobs, on_done=lambda index: bar.update(trainings[index].cost))
+                         self.jobs, on_done=lambda index: advances[index](trainings[index].cost),
+                         on_progress=lambda index, seconds: advances[index](seconds))
 
 
-def _train_worker(config: dict[str, Any], official_dir: Path | None, entry_name: str, seed: int) -> None:
+def _train_worker(config: dict[str, Any], official_dir: Path | None, entry_name: str, seed: int,
+                  progress: Callable[[float], None]) -> None:
     """Train (or resume) one seed of one entry of ``config`` in a worker process of :meth:`Sweep.run`."""
     entry = next(e for e in build_entries(config, official_dir) if e.name == entry_name)
-    entry.train(build_context(config), seed)
+    entry.train(build_context(config), seed, progress)
 
 
 class _Advance:

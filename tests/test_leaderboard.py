@@ -351,8 +351,32 @@ def test_no_evaluate_runs_nothing_and_publishes_the_valid_results(sweeps, tmp_pa
     assert lb.build_parser().parse_args(["--no-evaluate"]).no_evaluate
 
 
-def test_parallel_training_gives_the_numbers_of_the_serial_sweep(sweeps, tmp_path):
-    report = lb.run_leaderboard(smoke_config(tmp_path), progress=False, jobs=2)
+class RecordingBar:
+    """Stands in for tqdm: records the totals and updates of the sweep's progress bar."""
+
+    bars: list["RecordingBar"] = []
+
+    def __init__(self, total: float, **_) -> None:
+        self.total, self.updates = total, []
+        RecordingBar.bars.append(self)
+
+    def update(self, amount: float) -> None:
+        self.updates.append(amount)
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_parallel_training_gives_the_numbers_of_the_serial_sweep_and_tells_the_bar(sweeps, tmp_path, monkeypatch):
+    monkeypatch.setattr(lb, "tqdm", RecordingBar)
+    report = lb.run_leaderboard(smoke_config(tmp_path), progress=True, jobs=2)
+    (bar,) = RecordingBar.bars
+    assert sum(bar.updates) == pytest.approx(bar.total, abs=1e-3)  # the bar's total is rounded
+    # the trainings tell the bar as they go, not only when they end: more updates than jobs
+    assert len([u for u in bar.updates if u > 0]) > report["sweep"]["trained"] + report["sweep"]["evaluated"]
     serial = sweeps[0][1]
     assert report["sweep"] == {**serial["sweep"], "trained": 3}
     assert [(r["entry"], r["difficulty"], r["metrics"]) for r in report["rows"]] == \
