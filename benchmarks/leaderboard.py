@@ -81,6 +81,9 @@ STOCHASTIC_BASELINES = frozenset({"random"})  # the other baselines are determin
 DEFAULT_SEEDS = [0, 1, 2]
 ORACLE = "exhaustive-oracle"
 TOOLCHAIN_KINDS = ("lstm-dqn", "official")  # agents that restore with a toolchain, set against the single networks
+# Markers of the PSNR plot per kind of entry (toolchain agents square, networks triangles), so that entries
+# sharing one of the ten colours stay apart.
+PLOT_MARKERS = {"baseline": "o", "official": "s", "lstm-dqn": "s", "sb3": "s", "single-network": "^"}
 
 # Rough costs for the progress bar's estimate of the remaining time (it calibrates itself as jobs finish).
 # The cpu preset's 400k steps on one thread: 87 minutes for the shipped agent, 2.5 hours for seed 1 beside another
@@ -1088,7 +1091,9 @@ def plot_psnr(rows: list[dict[str, Any]], difficulties: list[str], confidence: f
         means = np.array([point["mean"] for point in points])
         errors = np.array([[point["mean"] - point["mean_ci"][0], point["mean_ci"][1] - point["mean"]]
                            for point in points]).T
-        ax.errorbar(x, means, yerr=errors, fmt="o", capsize=3, label=entry)
+        kind = next(row["kind"] for row in rows if row["entry"] == entry)
+        ax.errorbar(x, means, yerr=errors, fmt=PLOT_MARKERS.get(kind, "o"), color=f"C{k % 10}", capsize=3,
+                    label=entry)
     ax.set_xticks(np.arange(len(difficulties)), difficulties)
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(f"PSNR per difficulty (mean, {round(100 * confidence)}% CI over seeds)")
