@@ -495,32 +495,49 @@ class Entry:
             return {"seed": seed, **_sb3_block(self.spec, ctx.source)}
         return self.public_spec
 
-    def train_cost(self, ctx: Context, seed: int) -> float:
-        """Estimated seconds to train ``seed`` from scratch."""
+    def schedule(self, ctx: Context, seed: int) -> tuple[int, float]:
+        """The training length of ``seed`` in its own units (agent steps, iterations or SB3 timesteps) and the
+        estimated seconds of one unit."""
         if self.kind == "lstm-dqn":
-            return self.lstm_config(ctx, seed).total_timesteps * LSTM_DQN_SECONDS_PER_STEP
+            return self.lstm_config(ctx, seed).total_timesteps, LSTM_DQN_SECONDS_PER_STEP
         if self.kind == "single-network":
             cfg = self.network_config(ctx, seed)
-            return cfg.iterations * single_network.seconds_per_iteration(cfg)
-        return int(_sb3_block(self.spec)["n_timesteps"]) * SB3_SECONDS_PER_STEP
+            return cfg.iterations, single_network.seconds_per_iteration(cfg)
+        return int(_sb3_block(self.spec)["n_timesteps"]), SB3_SECONDS_PER_STEP
+
+    def units_done(self, ctx: Context, seed: int) -> int:
+        """How much of the training of ``seed`` its checkpoint holds (0 without one; SB3 runs never resume)."""
+        if self.kind == "sb3":
+            return 0
+        module, key = (lstm_dqn, "global_step") if self.kind == "lstm-dqn" else (single_network, "iteration")
+        path = self.run_dir(ctx, seed) / module.CHECKPOINT_FILE
+        if not path.is_file():
+            return 0
+        try:  # mapped, not read: an agent's checkpoint holds gigabytes of replay
+            return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)[key])
+        except (OSError, RuntimeError, KeyError, ValueError) as error:
+            raise RuntimeError(f"the training checkpoint {path} cannot be read ({error}); delete it to train "
+                               f"{self.name} seed {seed} anew") from error
+
+    def train_cost(self, ctx: Context, seed: int) -> float:
+        """Estimated seconds to train ``seed`` from where its run folder stands (a checkpoint's part is done)."""
+        units, per_unit = self.schedule(ctx, seed)
+        return max(units - self.units_done(ctx, seed), 0) * per_unit
 
     def train(self, ctx: Context, seed: int, advance: Callable[[float], None] | None = None) -> None:
         """Train (or resume) ``seed`` into its run folder, telling ``advance`` (optional) of the progress in
         estimated seconds of :meth:`train_cost` as it goes (SB3 runs: not before the end)."""
         out = self.run_dir(ctx, seed)
         tell = advance or (lambda seconds: None)
+        per_unit = self.schedule(ctx, seed)[1]
         if self.kind == "lstm-dqn":
-            cfg = self.lstm_config(ctx, seed)
             resume = (out / lstm_dqn.CHECKPOINT_FILE).is_file()
-            per_step = self.train_cost(ctx, seed) / cfg.total_timesteps
-            lstm_dqn.train(cfg, out, ctx.toolbox, ctx.device, resume=resume, progress=False,
-                           on_steps=lambda steps: tell(steps * per_step))
+            lstm_dqn.train(self.lstm_config(ctx, seed), out, ctx.toolbox, ctx.device, resume=resume, progress=False,
+                           on_steps=lambda steps: tell(steps * per_unit))
         elif self.kind == "single-network":
-            cfg = self.network_config(ctx, seed)
             resume = (out / single_network.CHECKPOINT_FILE).is_file()
-            per_iteration = self.train_cost(ctx, seed) / cfg.iterations
-            single_network.train(cfg, out, ctx.device, resume=resume, progress=False,
-                                 on_iteration=lambda: tell(per_iteration))
+            single_network.train(self.network_config(ctx, seed), out, ctx.device, resume=resume, progress=False,
+                                 on_iteration=lambda: tell(per_unit))
         else:
             from agents import sb3
 

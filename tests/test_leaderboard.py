@@ -1,6 +1,7 @@
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 import yaml
 from conftest import OFFICIAL_DIR, REPO_ROOT
 
+from agents import lstm_dqn, single_network
 from agents.lstm_dqn import QNetwork
 from benchmarks import leaderboard as lb
 from restore_gym.cli import main as cli_main
@@ -263,13 +265,33 @@ def test_a_model_trained_with_another_config_is_never_overwritten(sweeps):
         lb.run_leaderboard(config, dry_run=True)
 
 
-def test_training_tells_the_progress_bar_as_it_goes(tmp_path):
+def test_training_tells_the_progress_bar_as_it_goes_and_a_resume_costs_what_is_left(tmp_path):
     config = smoke_config(tmp_path)
     ctx = lb.build_context(config)
     for entry in (e for e in lb.build_entries(config, None) if e.kind in ("lstm-dqn", "single-network")):
+        from_scratch = entry.train_cost(ctx, 0)
+        units, per_unit = entry.schedule(ctx, 0)
+        assert from_scratch > 0 and from_scratch == pytest.approx(units * per_unit), entry.name
+        if entry.kind == "lstm-dqn":  # an interrupted run: its checkpoint at about half the steps
+            lstm_dqn.train(replace(entry.lstm_config(ctx, 0), total_timesteps=units // 2), entry.run_dir(ctx, 0),
+                           ctx.toolbox, progress=False)
+            key = "global_step"
+        else:
+            single_network.train(replace(entry.network_config(ctx, 0), iterations=units // 2), entry.run_dir(ctx, 0),
+                                 progress=False)
+            key = "iteration"
+        done = torch.load(entry.run_dir(ctx, 0) / "checkpoint.pt", weights_only=True)[key]
+        left = entry.train_cost(ctx, 0)
+        assert units // 2 <= done < units and left == pytest.approx((units - done) * per_unit), entry.name
         told: list[float] = []
         entry.train(ctx, 0, told.append)
-        assert len(told) > 1 and sum(told) == pytest.approx(entry.train_cost(ctx, 0)), entry.name
+        assert len(told) > 1 and sum(told) == pytest.approx(left), entry.name
+        assert entry.trained(ctx, 0) and entry.train_cost(ctx, 0) == 0, entry.name
+    agent = next(e for e in lb.build_entries(config, None) if e.kind == "lstm-dqn")
+    (agent.run_dir(ctx, 0) / lstm_dqn.CHECKPOINT_FILE).write_bytes(b"cut short")
+    with pytest.raises(RuntimeError, match="checkpoint .*seed0.checkpoint.pt cannot be read .*delete it to train "
+                                           "lstm-dqn seed 0 anew"):
+        agent.train_cost(ctx, 0)
 
 
 def test_a_real_sweep_plan_trains_every_seed(tmp_path):
