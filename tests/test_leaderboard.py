@@ -394,6 +394,7 @@ class RecordingBar:
 
 def test_parallel_training_gives_the_numbers_of_the_serial_sweep_and_tells_the_bar(sweeps, tmp_path, monkeypatch):
     monkeypatch.setattr(lb, "tqdm", RecordingBar)
+    monkeypatch.setattr(RecordingBar, "bars", [])
     report = lb.run_leaderboard(smoke_config(tmp_path), progress=True, jobs=2)
     (bar,) = RecordingBar.bars
     assert sum(bar.updates) == pytest.approx(bar.total, abs=1e-3)  # the bar's total is rounded
