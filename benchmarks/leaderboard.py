@@ -450,6 +450,11 @@ class Entry:
         files = {"lstm-dqn": lstm_dqn.AGENT_FILE, "single-network": single_network.NETWORK_FILE, "sb3": "model.zip"}
         return self.run_dir(ctx, seed) / files[self.kind] if self.learned else None
 
+    def checkpoint_file(self, ctx: Context, seed: int) -> Path | None:
+        """Where the training of ``seed`` keeps its checkpoint (None for entries that never resume)."""
+        files = {"lstm-dqn": lstm_dqn.CHECKPOINT_FILE, "single-network": single_network.CHECKPOINT_FILE}
+        return self.run_dir(ctx, seed) / files[self.kind] if self.kind in files else None
+
     # ---- training ----
 
     def lstm_config(self, ctx: Context, seed: int) -> lstm_dqn.Config:
@@ -507,12 +512,10 @@ class Entry:
 
     def units_done(self, ctx: Context, seed: int) -> int:
         """How much of the training of ``seed`` its checkpoint holds (0 without one; SB3 runs never resume)."""
-        if self.kind == "sb3":
+        path = self.checkpoint_file(ctx, seed)
+        if path is None or not path.is_file():
             return 0
-        module, key = (lstm_dqn, "global_step") if self.kind == "lstm-dqn" else (single_network, "iteration")
-        path = self.run_dir(ctx, seed) / module.CHECKPOINT_FILE
-        if not path.is_file():
-            return 0
+        key = "global_step" if self.kind == "lstm-dqn" else "iteration"
         try:  # mapped, not read: an agent's checkpoint holds gigabytes of replay
             return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)[key])
         except (OSError, RuntimeError, KeyError, ValueError) as error:
@@ -530,12 +533,12 @@ class Entry:
         out = self.run_dir(ctx, seed)
         tell = advance or (lambda seconds: None)
         per_unit = self.schedule(ctx, seed)[1]
+        checkpoint = self.checkpoint_file(ctx, seed)
+        resume = checkpoint is not None and checkpoint.is_file()
         if self.kind == "lstm-dqn":
-            resume = (out / lstm_dqn.CHECKPOINT_FILE).is_file()
             lstm_dqn.train(self.lstm_config(ctx, seed), out, ctx.toolbox, ctx.device, resume=resume, progress=False,
                            on_steps=lambda steps: tell(steps * per_unit))
         elif self.kind == "single-network":
-            resume = (out / single_network.CHECKPOINT_FILE).is_file()
             single_network.train(self.network_config(ctx, seed), out, ctx.device, resume=resume, progress=False,
                                  on_iteration=lambda: tell(per_unit))
         else:

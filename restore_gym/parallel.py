@@ -76,9 +76,10 @@ def run_in_processes(
                              initargs=(threads, progress_queue)) as pool:
         futures = {pool.submit(_call, function, index, args): index for index, args in enumerate(arguments)}
         pending = set(futures)
+        poll_seconds = PROGRESS_POLL_SECONDS if progress_queue is not None else None
         try:
             while pending:
-                done, pending = wait(pending, PROGRESS_POLL_SECONDS if progress_queue else None, FIRST_COMPLETED)
+                done, pending = wait(pending, poll_seconds, FIRST_COMPLETED)
                 if progress_queue is not None:
                     _pass_on(progress_queue, on_progress)
                 for future in done:
