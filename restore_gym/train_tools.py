@@ -2,10 +2,10 @@
 
 ``python -m restore_gym.train_tools --out runs/tools`` trains all twelve (or ``--tools 1,5-8``) with the
 CPU preset; ``--preset paper`` sizes the run for a GPU. Each tool learns the residual that maps a patch
-distorted inside its band back to the clean patch, under MSE. As the paper describes, slight noise and
-JPEG compression are added to all training data: a tool's own distortion is drawn uniformly in its band
-and the other two families are either slight (noise sigma in :data:`SLIGHT_NOISE`, JPEG quality in
-:data:`SLIGHT_JPEG`) or absent (no blur outside the deblurring tools).
+distorted inside its band back to the clean patch, under MSE. What comes with the tool's own distortion
+is the config's draw (:mod:`restore_gym.tool_data`): the paper's slight noise and JPEG (``context="slight"``,
+toolboxes v1 and v2), or the distortions and middle states the MDP hands the tool (``context="mdp"``, the
+presets' default since toolbox v3).
 
 Per tool the run writes a resumable checkpoint (network, optimiser, schedule, iteration, random
 states) every ``--checkpoint-every`` iterations, its final weights, and rows of a CSV log with the
@@ -13,13 +13,9 @@ loss and the validation PSNR gain. When every requested tool is done, ``toolbox.
 (tools not trained in this run come from ``--init``, which defaults to an untrained toolbox). With
 ``--warm-start`` the trained tools start from ``--init``'s weights instead of a fresh initialisation, to
 train them further. A fresh tool starts with its output convolution at zero (``zero_init_output``), so
-it begins as the identity: from PyTorch's default initialisation the de-JPEG tools, whose residuals are
-small, stalled (tool 10 gained +0.06 dB after 3,000 iterations of the cpu preset, +0.28 dB from zero).
-Each clean patch is rotated, mirrored and its colour channels reordered at random (``augment``) before it
-is distorted: trained on the corpus's few photos without it, the strong de-JPEG tools learned their
-colours and shifted the colours of unseen images (tool 12 made 36% of its validation patches worse, by
-up to 5 dB; 500 iterations with augmentation took it from 65% to 81% of the authors' gain).
-Every file is written atomically; an interrupted run resumes where its checkpoints left it.
+it begins as the identity. Each clean patch is rotated, mirrored and its colour channels reordered at
+random (``augment``) before it is distorted. Every file is written atomically; an interrupted run resumes
+where its checkpoints left it, and only under the config it was started with.
 """
 
 from __future__ import annotations
@@ -41,16 +37,14 @@ from torch import nn
 from tqdm import tqdm
 
 from restore_gym.allocator import retain_freed_memory
-from restore_gym.data import BuiltinImages, ImageSource, to_nchw
-from restore_gym.degrade import MARGIN, DegradationParams, as_float_image, check_generator, degrade
+from restore_gym.data import BuiltinImages, ImageSource
 from restore_gym.engine import resolve_source
 from restore_gym.metrics import psnr_batch
 from restore_gym.parallel import run_in_processes
 from restore_gym.records import config_differences, load_torch_file
-from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
+from restore_gym.tool_data import DrawConfig, sample_band_batch
+from restore_gym.toolbox import PRETRAINED_FILES, TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
-SLIGHT_NOISE: tuple[float, float] = (0.0, 2.0)
-SLIGHT_JPEG: tuple[float, float] = (90.0, 100.0)
 LOG_FIELDS = ("tool", "iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
 
 
@@ -73,10 +67,29 @@ class TrainConfig:
     seed: int = 0
     zero_init_output: bool = True
     augment: bool = True
+    context: str = "mdp"
+    level_sums: tuple[int, int] = (9, 20)
+    slight_prob: float = 0.15
+    off_band_prob: float = 0.1
+    prior_tool_prob: float = 0.2
+    prior_tools: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11, 12)
+    prior_toolbox: str = "v2"
+
+    def draw(self) -> DrawConfig:
+        """The distortion draw of this config (:class:`restore_gym.tool_data.DrawConfig`)."""
+        return DrawConfig(self.context, tuple(self.level_sums), self.slight_prob, self.off_band_prob,
+                          self.prior_tool_prob, tuple(self.prior_tools))
+
+    def load_prior_toolbox(self) -> Toolbox | None:
+        """The toolbox whose tools run before the trained one (a shipped variant's name or a file), if any."""
+        if self.prior_tool_prob == 0 or self.context == "slight":
+            return None
+        if self.prior_toolbox in PRETRAINED_FILES:
+            return Toolbox.pretrained(variant=self.prior_toolbox)
+        return Toolbox.load(self.prior_toolbox)
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # About an hour for all twelve tools on 2 CPU cores (--jobs 2: two processes of one thread each).
     "cpu": TrainConfig(),
     # The paper's schedule in spirit: SGD from 0.1 with adjustable gradient clipping (as in VDSR),
     # 63x63 patches, about 80 epochs of a DIV2K-sized patch set.
@@ -98,61 +111,6 @@ PRESETS: dict[str, TrainConfig] = {
         eval_every=2, checkpoint_every=1,
     ),
 }
-
-
-def band_params(spec: ToolSpec, rng: np.random.Generator) -> DegradationParams:
-    """Draw a distortion for tool ``spec``'s training: its own family inside its band, the others slight."""
-    check_generator(rng)
-    low, high = spec.band
-    value = float(rng.uniform(low, high))
-    blur_sigma = value if spec.family == "blur" else 0.0
-    noise_sigma = value if spec.family == "noise" else float(rng.uniform(*SLIGHT_NOISE))
-    quality = value if spec.family == "jpeg" else float(rng.uniform(*SLIGHT_JPEG))
-    # Levels (0, 0, 0): a draw outside the paper's level protocol.
-    return DegradationParams(levels=(0, 0, 0), blur_sigma=blur_sigma, noise_sigma=noise_sigma,
-                             jpeg_quality=int(round(quality)))
-
-
-def augment_region(region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``region`` (H x W x 3) under one of the 8 rotations and mirrorings of the square and one of the 6
-    orders of its colour channels, drawn from ``rng``."""
-    out = np.rot90(region, k=int(rng.integers(4)))
-    if rng.integers(2):
-        out = out[:, ::-1]
-    return np.ascontiguousarray(out[:, :, rng.permutation(3)])
-
-
-def sample_band_batch(
-    source: ImageSource,
-    spec: ToolSpec,
-    batch_size: int,
-    patch_size: int,
-    rng: np.random.Generator,
-    draw: Callable[[ToolSpec, np.random.Generator], DegradationParams] = band_params,
-    augment: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of (distorted, clean) N x 3 x P x P float32 tensors for tool ``spec``, each patch degraded
-    inside its margin at a random scale and position of ``source`` with a distortion from ``draw``.
-
-    ``augment`` passes each clean region through :func:`augment_region` before the degradation (why: the
-    module docstring)."""
-    scaled = [item for item in source.scaled_images() if min(item[2].shape[:2]) >= patch_size + 2 * MARGIN]
-    if not scaled:
-        raise ValueError(f"{source.describe()} has no image large enough for {patch_size}x{patch_size} patches")
-    areas = np.array([im.shape[0] * im.shape[1] for _, _, im in scaled], dtype=np.float64)
-    distorted, clean = [], []
-    for index in rng.choice(len(scaled), size=batch_size, p=areas / areas.sum()):
-        image = scaled[index][2]
-        top = int(rng.integers(0, image.shape[0] - patch_size - 2 * MARGIN + 1))
-        left = int(rng.integers(0, image.shape[1] - patch_size - 2 * MARGIN + 1))
-        region = image[top : top + patch_size + 2 * MARGIN, left : left + patch_size + 2 * MARGIN]
-        region = as_float_image(region)
-        if augment:
-            region = augment_region(region, rng)
-        out = degrade(region, draw(spec, rng), rng)
-        distorted.append(out[MARGIN : MARGIN + patch_size, MARGIN : MARGIN + patch_size])
-        clean.append(region[MARGIN : MARGIN + patch_size, MARGIN : MARGIN + patch_size])
-    return to_nchw(distorted), to_nchw(clean)
 
 
 def learning_rate(config: TrainConfig, iteration: int, total: int) -> float:
@@ -268,14 +226,17 @@ def train_tool(
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         start = state["iteration"]
+    draw, prior = config.draw(), config.load_prior_toolbox()
     val_rng = np.random.default_rng([config.seed, spec.index, 999])
-    val_batch = sample_band_batch(val_source, spec, config.val_patches, config.val_patch_size, val_rng)
+    val_batch = sample_band_batch(val_source, spec, config.val_patches, config.val_patch_size, val_rng, draw,
+                                  prior_toolbox=prior)
     log_path = out_dir / "train_log.csv"
     began = time.perf_counter()
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{tag} {spec.name}", disable=not progress)
     for iteration in bar:
         lr = learning_rate(config, iteration, total)
-        batch = sample_band_batch(source, spec, config.batch_size, config.patch_size, rng, augment=config.augment)
+        batch = sample_band_batch(source, spec, config.batch_size, config.patch_size, rng, draw, config.augment,
+                                  prior)
         loss_value = mse_step(model, optimizer, batch, lr, f"{tag} {spec.name}", iteration, device,
                               config.grad_clip)
         done = iteration + 1
@@ -392,8 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warm-start", action="store_true", help="train the chosen tools further from --init")
     for name in ("small_iterations", "large_iterations", "batch_size", "patch_size", "seed"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int)
-    for name in ("lr", "final_lr"):
+    for name in ("lr", "final_lr", "slight_prob", "off_band_prob", "prior_tool_prob"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float)
+    parser.add_argument("--context", choices=("slight", "mdp"), help="what comes with a tool's own distortion")
+    parser.add_argument("--prior-toolbox", help="shipped variant (v2) or toolbox file whose tools run before the "
+                        "trained one on a share of the patches")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--jobs", type=int, default=1, help="tools trained at once, each in its own process with "
                         "an equal share of the threads (default: %(default)s)")

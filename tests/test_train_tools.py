@@ -9,58 +9,6 @@ from restore_gym.data import BuiltinImages
 from restore_gym.toolbox import TOOL_SPECS, Toolbox
 
 
-def test_band_params_stay_in_band_and_add_slight_distortions():
-    rng = np.random.default_rng(0)
-    for spec in TOOL_SPECS:
-        for _ in range(50):
-            p = tt.band_params(spec, rng)
-            value = {"blur": p.blur_sigma, "noise": p.noise_sigma, "jpeg": p.jpeg_quality}[spec.family]
-            low, high = spec.band
-            assert round(low) <= value <= round(high) if spec.family == "jpeg" else low <= value <= high
-            if spec.family != "blur":
-                assert p.blur_sigma == 0.0
-            if spec.family != "noise":
-                assert tt.SLIGHT_NOISE[0] <= p.noise_sigma <= tt.SLIGHT_NOISE[1]
-            if spec.family != "jpeg":
-                assert tt.SLIGHT_JPEG[0] <= p.jpeg_quality <= tt.SLIGHT_JPEG[1]
-
-
-def test_band_batch_shapes_and_distortion_strength():
-    source = BuiltinImages("train")
-    rng = np.random.default_rng(1)
-    mild_noise, strong_noise = TOOL_SPECS[4], TOOL_SPECS[7]
-    d1, c1 = tt.sample_band_batch(source, mild_noise, 16, 31, rng)
-    d2, c2 = tt.sample_band_batch(source, strong_noise, 16, 31, rng)
-    assert d1.shape == c1.shape == (16, 3, 31, 31) and d1.dtype == torch.float32
-    assert ((d1 - c1) ** 2).mean() < ((d2 - c2) ** 2).mean()
-
-
-def test_augment_region_only_rotates_mirrors_and_reorders_channels():
-    region = np.random.default_rng(0).random((9, 9, 3), dtype=np.float32)
-    rng = np.random.default_rng(1)
-    seen = set()
-    for _ in range(400):
-        out = tt.augment_region(region, rng)
-        assert out.shape == region.shape and out.dtype == region.dtype and out.flags.c_contiguous
-        matches = [(k, flip, order) for k in range(4) for flip in (False, True)
-                   for order in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
-                   if np.array_equal(out, (np.rot90(region, k)[:, ::-1] if flip else np.rot90(region, k))[:, :, order])]
-        assert len(matches) == 1
-        seen.add(matches[0])
-    assert len(seen) == 48
-
-
-def test_augmented_batches_differ_and_keep_the_band():
-    source, spec = BuiltinImages("train"), TOOL_SPECS[6]
-    plain = tt.sample_band_batch(source, spec, 8, 31, np.random.default_rng(2))
-    again = tt.sample_band_batch(source, spec, 8, 31, np.random.default_rng(2))
-    augmented = tt.sample_band_batch(source, spec, 8, 31, np.random.default_rng(2), augment=True)
-    assert all(torch.equal(a, b) for a, b in zip(plain, again))
-    assert not torch.equal(plain[1], augmented[1])
-    noise_plain, noise_augmented = ((d - c).std().item() for d, c in (plain, augmented))
-    assert 0.7 < noise_augmented / noise_plain < 1.3  # the distortion is drawn from the same band
-
-
 def test_parse_tool_list():
     assert tt.parse_tool_list("1,5-8") == [0, 4, 5, 6, 7]
     assert tt.parse_tool_list("1-12") == list(range(12))
@@ -167,3 +115,18 @@ def test_a_checkpoint_resumes_only_under_its_own_config(tmp_path, monkeypatch):
     longer = tt.TrainConfig(**{**config.__dict__, "small_iterations": config.small_iterations + 2})
     tt.train_tool(spec, source, source, tmp_path, longer, torch.device("cpu"), progress=False)
     assert (tmp_path / "tool01.pt").exists()
+
+
+def test_the_draw_is_recorded_and_resuming_under_another_draw_is_refused(tmp_path, monkeypatch):
+    config, spec, source = tt.PRESETS["smoke"], TOOL_SPECS[1], BuiltinImages("train")
+    path = tt.train_toolbox(tmp_path / "done", [1], "builtin", config, progress=False)
+    recorded = Toolbox.load(path).metadata["config"]
+    assert (recorded["context"], recorded["slight_prob"], recorded["prior_toolbox"]) == ("mdp", 0.15, "v2")
+    assert tuple(recorded["level_sums"]) == (9, 20)
+    interrupt_after_the_last_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        tt.train_tool(spec, source, source, tmp_path, config, torch.device("cpu"), progress=False)
+    monkeypatch.undo()
+    slight = tt.TrainConfig(**{**config.__dict__, "context": "slight"})
+    with pytest.raises(ValueError, match=r"another config \(context: 'mdp' there, 'slight' here\)"):
+        tt.train_tool(spec, source, source, tmp_path, slight, torch.device("cpu"), progress=False)
