@@ -25,8 +25,8 @@ from restore_gym.data import PATCH_SIZE, BuiltinImages
 from restore_gym.degrade import DegradationParams
 from restore_gym.metrics import psnr_batch
 from restore_gym.records import provenance, write_json_atomic, write_text_atomic
-from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec
 from restore_gym.tool_data import sample_band_batch
+from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rl-restore-official" / "toolbox"

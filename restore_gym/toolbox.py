@@ -47,7 +47,8 @@ __all__ = [
 ]
 
 ARCHITECTURE = "rl-restore-toolbox-v1"
-PRETRAINED_FILES: dict[str, str] = {"plain": "toolbox.pt", "v2": "toolbox.pt", "joint": "toolbox-joint.pt"}  # in restore_gym/weights/
+# Files in restore_gym/weights/.
+PRETRAINED_FILES: dict[str, str] = {"plain": "toolbox.pt", "v2": "toolbox.pt", "joint": "toolbox-joint.pt"}
 NUM_TOOLS = 12
 PATCH_SIZE = 63
 # Inputs outside this range are almost certainly not [0, 1] images (e.g. uint8 values cast to float).
