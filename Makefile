@@ -21,6 +21,7 @@ demo: setup
 	$(PY) -m restore_gym demo
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 lint: setup

@@ -16,7 +16,8 @@ the run folder. Any other key is an error naming the file.
 Training runs on the batched vector environment through :class:`restore_gym.sb3.RLRestoreSB3VecEnv` (wrapped
 in ``VecMonitor``). A run folder holds ``config.yml`` (the resolved hyperparameters and run arguments),
 ``progress.csv`` (SB3's training log), ``model.zip`` (written atomically) and ``eval.json``: the greedy policy
-once on every patch of a frozen test set (see :func:`evaluate_on_test_set`), with provenance.
+once on every patch of a frozen test set, the report of :func:`restore_gym.evaluation.evaluate` with a
+``training`` record (algorithm, environment, seed, timesteps, seconds).
 """
 
 from __future__ import annotations
@@ -32,12 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 import yaml
-from gymnasium import spaces
-from sb3_contrib import QRDQN, RecurrentPPO
-from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
@@ -46,22 +43,20 @@ from stable_baselines3.common.vec_env import VecMonitor
 from torch import nn
 
 from restore_gym.allocator import retain_freed_memory
-from restore_gym.data import load_test_set
+from restore_gym.baselines import NamedPolicy
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
-from restore_gym.env import observe
-from restore_gym.joint import JointConfig, JointTrainer, JointTrainingCallback
-from restore_gym.records import provenance, write_atomic, write_json_atomic, write_text_atomic
-from restore_gym.rollout import run_one_episode_each
+from restore_gym.evaluation import evaluate
+from restore_gym.joint import JointConfig, JointTrainer
+from restore_gym.records import write_atomic, write_json_atomic, write_text_atomic
 from restore_gym.sb3 import RLRestoreSB3VecEnv
+from restore_gym.sb3_joint import JointTrainingCallback
+from restore_gym.sb3_policy import ALGORITHMS, CONFIG_FILE, MODEL_FILE, SB3Policy, algorithm_class
 from restore_gym.toolbox import Toolbox
 from restore_gym.vector_env import RLRestoreVectorEnv
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
-    "a2c": A2C, "dqn": DQN, "ppo": PPO, "qrdqn": QRDQN, "recurrent_ppo": RecurrentPPO,
-}
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 DEFAULT_ENV_ID = "RLRestore-v0"
-MODEL_FILE, CONFIG_FILE, EVAL_FILE = "model.zip", "config.yml", "eval.json"
+EVAL_FILE = "eval.json"
 JOINT_TOOLBOX_FILE = "toolbox.pt"
 
 # Keys consumed here (the zoo's, and joint training's); every other key of a block is a constructor argument.
@@ -81,19 +76,9 @@ POLICY_CLASSES: dict[str, type] = {
     "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "RMSprop": torch.optim.RMSprop,
 }
 CLASS_KEYS: tuple[str, ...] = ("activation_fn", "features_extractor_class", "optimizer_class")
-# Loading for inference only: schedules saved with a model are not needed (and may not unpickle elsewhere).
-_INFERENCE_OBJECTS = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0,
-                      "exploration_schedule": lambda _: 0.0}
 
 
 # ---- Hyperparameters ------------------------------------------------------------------------------------
-
-
-def algorithm_class(algo: str) -> type[BaseAlgorithm]:
-    """The SB3 class of ``algo`` (a key of :data:`ALGORITHMS`); ValueError listing the known names otherwise."""
-    if algo not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algo!r}; known algorithms: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[algo]
 
 
 def default_hyperparams_file(algo: str) -> Path:
@@ -234,93 +219,6 @@ def make_env(
     return RLRestoreSB3VecEnv.from_vector_env(vec)
 
 
-def observation_mode_of(space: spaces.Space) -> str:
-    """The RL-Restore observation mode ("dict", "uint8" or "image") of ``space``, channel-first or last."""
-    if isinstance(space, spaces.Box) and len(space.shape) == 3 and 5 in (space.shape[0], space.shape[-1]):
-        return "image"
-    if isinstance(space, spaces.Dict) and set(space.spaces) == {"image", "previous_tool", "step"}:
-        return "uint8" if space["image"].dtype == np.uint8 else "dict"
-    raise ValueError(f"not an RL-Restore observation space: {space}")
-
-
-class SB3Policy:
-    """A trained SB3 model as a policy of :mod:`restore_gym.rollout`: ``policy(env, obs) -> actions``, greedy.
-
-    ``observation_mode`` is the mode the model was trained on (default: read from the model). An environment
-    of another mode is re-observed in the model's mode (``observe(env.batch, mode)``: the same state, encoded
-    differently), so the policy runs on any :class:`RLRestoreVectorEnv`. For ``RecurrentPPO`` the LSTM states
-    are carried between calls and reset on rows whose step is 0 (and on a change of batch size).
-    """
-
-    def __init__(self, model: BaseAlgorithm, observation_mode: str | None = None) -> None:
-        inferred = observation_mode_of(model.observation_space)
-        if observation_mode is not None and observation_mode != inferred:
-            raise ValueError(f"the model was trained on observation mode {inferred!r}, not {observation_mode!r}")
-        self.model = model
-        self.observation_mode = inferred
-        self.recurrent = isinstance(model, RecurrentPPO)
-        self.state: tuple[np.ndarray, ...] | None = None
-
-    def _steps(self, observation: Any) -> np.ndarray:
-        if self.observation_mode == "image":
-            return observation[:, 0, 0, 4] // 85  # the step plane holds 85 * step
-        return np.asarray(observation["step"])
-
-    def __call__(self, env: Any, observation: Any) -> np.ndarray:
-        if getattr(env, "observation_mode", self.observation_mode) != self.observation_mode:
-            observation = observe(env.batch, self.observation_mode)
-        if not self.recurrent:
-            return self.model.predict(observation, deterministic=True)[0]
-        starts = self._steps(observation) == 0
-        if self.state is not None and self.state[0].shape[1] != len(starts):
-            self.state = None
-        actions, self.state = self.model.predict(observation, state=self.state, episode_start=starts,
-                                                 deterministic=True)
-        return actions
-
-
-def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> SB3Policy:
-    """The greedy :class:`SB3Policy` of a run folder (or its ``model.zip``) written by :func:`train`; the
-    algorithm is read from the folder's ``config.yml``."""
-    path = Path(path)
-    folder, model_file = (path, path / MODEL_FILE) if path.is_dir() else (path.parent, path)
-    config_file = folder / CONFIG_FILE
-    if not model_file.is_file() or not config_file.is_file():
-        raise FileNotFoundError(f"{path} is not an SB3 run: expected {model_file} and {config_file}")
-    algo = yaml.safe_load(config_file.read_text())["algo"]
-    model = algorithm_class(algo).load(model_file, device=device, custom_objects=_INFERENCE_OBJECTS)
-    return SB3Policy(model)
-
-
-def evaluate_on_test_set(
-    policy: SB3Policy,
-    difficulty: str,
-    toolbox: Toolbox | None = None,
-    device: str | torch.device = "cpu",
-) -> dict[str, Any]:
-    """Run ``policy`` once on every patch of the frozen test set of ``difficulty`` (one sub-environment of a
-    ``split="test"`` environment per patch, in the policy's observation mode, no end on a PSNR drop).
-
-    Returns the patch count, mean input and final PSNR (dB), mean gain, mean chain length (tools applied),
-    the test set's digest and whether it matches the recorded one.
-    """
-    check_difficulty(difficulty)
-    test_set = load_test_set(difficulty)
-    vec = RLRestoreVectorEnv(len(test_set), difficulty, split="test", toolbox=toolbox, device=device,
-                             observation=policy.observation_mode)
-    result = run_one_episode_each(vec, policy, seed=0)
-    return {
-        "difficulty": difficulty,
-        "patches": vec.num_envs,
-        "psnr_input": float(np.mean(result["psnr_input"])),
-        "psnr": float(np.mean(result["psnr_final"])),
-        "gain": float(np.mean(result["psnr_final"] - result["psnr_input"])),
-        "chain_length": float(np.mean([len(chain) for chain in result["chains"]])),
-        "test_set_digest": vec.supply.test_set.digest,
-        "digest_matches": vec.supply.test_set.digest_matches,
-    }
-
-
 # ---- Training -------------------------------------------------------------------------------------------
 
 
@@ -336,14 +234,6 @@ def save_model_atomic(model: BaseAlgorithm, path: str | os.PathLike, optimizer_s
     if not optimizer_state:
         model.policy.optimizer.state.clear()
     write_atomic(path, model.save)
-
-
-def _toolbox(toolbox: Toolbox | str | os.PathLike | None, device: str | torch.device) -> Toolbox:
-    if toolbox is None:
-        return Toolbox.pretrained(device)
-    if isinstance(toolbox, Toolbox):
-        return toolbox.to(device)
-    return Toolbox.load(toolbox, device)
 
 
 def train(
@@ -382,7 +272,7 @@ def train(
     if "n_timesteps" not in block:
         raise ValueError(f"{hyperparams_file} [{env_id}] has no n_timesteps; give timesteps")
     out = Path(out) if out is not None else default_out_dir(algo, env_id, seed)
-    tools = _toolbox(toolbox, device)
+    tools = Toolbox.resolve(toolbox, device)
     env = make_env(env_id, int(block.get("n_envs", 1)), block.get("env_kwargs"), tools, device)
     config = {"algo": algo, "env_id": env_id, "seed": seed, "device": str(device),
               "toolbox": None if toolbox is None or isinstance(toolbox, Toolbox) else str(toolbox),
@@ -402,13 +292,9 @@ def train(
         tools.save(out / JOINT_TOOLBOX_FILE)
 
     difficulty = eval_difficulty or env.vector_env.difficulty
-    record = {
-        "agent": f"sb3-{algo}", "algo": algo, "env_id": env_id, "seed": seed,
-        "timesteps": int(model.num_timesteps), "train_seconds": train_seconds,
-        **evaluate_on_test_set(SB3Policy(model), difficulty, tools, device),
-        "toolbox": {"version": tools.version, "metadata": dict(tools.metadata)},
-        "provenance": provenance(),
-    }
+    record = evaluate(NamedPolicy(f"sb3-{algo}", SB3Policy(model)), difficulty, tools, device=device)
+    record["training"] = {"algo": algo, "env_id": env_id, "seed": seed, "timesteps": int(model.num_timesteps),
+                          "train_seconds": train_seconds}
     write_json_atomic(out / EVAL_FILE, record)
     return model, record
 

@@ -1,24 +1,12 @@
-"""Single restoration networks of the paper's comparison, trained on the agent's data: DnCNN, VDSR, VDSR-s.
-
-The paper compares RL-Restore with one network that restores every mixture of distortions in one pass
-(DnCNN and VDSR, and a small VDSR, "VDSR-s", whose size the reference does not give). Here:
-
-- ``dncnn``: DnCNN-S (Zhang et al. 2017) as KAIR builds it: conv 3->w + ReLU, ``depth - 2`` x (conv w->w,
-  BatchNorm, ReLU; the convolution without the bias BatchNorm makes redundant), conv w->3; it predicts the
-  distortion, ``out = x - net(x)``. Its depth is DnCNN-S's 17; its width is narrowed from 64 to 56 so that
-  it has about the toolbox's parameter budget (428,123 parameters against the toolbox's 436,068, -1.8%).
-- ``vdsr``: VDSR (Kim et al. 2016): 20 convolutions 3x3 of 64 channels (ReLU between), 3 channels in and
-  out, residual ``out = x + net(x)``: 668,227 parameters, VDSR's published size.
-- ``vdsr-s``: our small VDSR, since the reference gives no size: the same 20 layers at half the width
-  (32 channels), 168,227 parameters and 0.67 G multiply-adds per 63x63 patch, about what the costliest
-  toolchain (three large tools, 0.60 G) spends; its 41x41 receptive field still covers the 21x21 blur.
+"""Training of the single restoration networks of the paper's comparison (DnCNN, VDSR, VDSR-s, defined in
+:mod:`restore_gym.networks`) on the agent's data.
 
 Training (``python -m agents.single_network train --arch dncnn --out runs/single/dncnn``): patches of the
 TRAIN split of ``--source`` (``builtin`` or an image folder) degraded with the protocol of the training
 difficulty (moderate, as the agent's), a random crop of ``patch_size`` per patch, MSE, Adam with cosine
 decay. The run folder holds ``config.json``, ``log.csv`` (validation PSNR on a fixed train-split set),
 ``checkpoint.pt`` (atomic, every ``checkpoint_every`` iterations and at the end; ``--resume`` continues it
-exactly) and, at the end, ``network.pt``. Evaluate with ``python -m agents.evaluate --agent single-network
+exactly) and, at the end, ``network.pt``. Evaluate with ``python -m restore_gym evaluate --agent single-network
 --checkpoint RUN/network.pt --difficulty D``.
 """
 
@@ -32,7 +20,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,88 +28,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from agents.baselines import validation_set
 from restore_gym.allocator import retain_freed_memory
+from restore_gym.baselines import validation_set
 from restore_gym.data import ImageSource, to_nchw
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
-from restore_gym.engine import STATE_RANGE, resolve_device, resolve_source
+from restore_gym.engine import resolve_device, resolve_source
 from restore_gym.metrics import psnr_batch
-from restore_gym.records import config_differences, load_torch_file, write_text_atomic
+from restore_gym.networks import ARCHITECTURES, build_network, check_arch, network_payload, restore
+from restore_gym.records import config_differences, write_text_atomic
 from restore_gym.toolbox import atomic_torch_save
 from restore_gym.train_tools import learning_rate, mse_step
 
-NETWORK_FORMAT = "restore-gym-single-network-v1"
 NETWORK_FILE, CHECKPOINT_FILE, LOG_FILE, CONFIG_FILE = "network.pt", "checkpoint.pt", "log.csv", "config.json"
 LOG_COLUMNS = ("iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
 CHECKPOINT_KEYS = frozenset({"optimizer", "numpy_rng", "log"})
-
-
-def _conv(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
-    """3x3 convolution, stride 1, SAME zero padding."""
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
-
-
-def _he_init(network: nn.Module) -> None:
-    """He-normal weights (fan in, ReLU) and zero biases for every convolution, as VDSR and DnCNN initialise."""
-    for module in network.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-
-
-class DnCNN(nn.Module):
-    """DnCNN: conv+ReLU, ``depth - 2`` x (conv without bias, BatchNorm, ReLU), conv; ``out = x - net(x)``."""
-
-    def __init__(self, depth: int = 17, width: int = 64, channels: int = 3) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [_conv(channels, width), nn.ReLU(inplace=True)]
-        for _ in range(depth - 2):
-            layers += [_conv(width, width, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-        layers.append(_conv(width, channels))
-        self.body = nn.Sequential(*layers)
-        _he_init(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Restored N x C x H x W batch (not clipped)."""
-        return x - self.body(x)
-
-
-class VDSR(nn.Module):
-    """VDSR: ``depth`` 3x3 convolutions of ``width`` channels with ReLU between; ``out = x + net(x)``."""
-
-    def __init__(self, depth: int = 20, width: int = 64, channels: int = 3) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [_conv(channels, width), nn.ReLU(inplace=True)]
-        for _ in range(depth - 2):
-            layers += [_conv(width, width), nn.ReLU(inplace=True)]
-        layers.append(_conv(width, channels))
-        self.body = nn.Sequential(*layers)
-        _he_init(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Restored N x C x H x W batch (not clipped)."""
-        return x + self.body(x)
-
-
-ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
-    "dncnn": partial(DnCNN, depth=17, width=56),
-    "vdsr": partial(VDSR, depth=20, width=64),
-    "vdsr-s": partial(VDSR, depth=20, width=32),
-}
-"""Constructors of the three networks by name (see the module docstring for their sizes)."""
-
-
-def check_arch(arch: str) -> str:
-    """``arch`` if it is one of :data:`ARCHITECTURES`, else a ValueError listing them."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    return arch
-
-
-def build_network(arch: str) -> nn.Module:
-    """A freshly initialised network of architecture ``arch`` (uses torch's global generator)."""
-    return ARCHITECTURES[check_arch(arch)]()
 
 
 # ---- Configuration --------------------------------------------------------------------------------------
@@ -219,52 +138,6 @@ def sample_batch(source: ImageSource, difficulty: str, batch_size: int, patch_si
     return to_nchw(degraded), to_nchw(clean)
 
 
-@torch.inference_mode()
-def restore(network: nn.Module, degraded: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """The network's output on an N x 3 x H x W batch, in chunks, bounded like the environment's state
-    (``STATE_RANGE``); the network is left in eval mode."""
-    network.eval()
-    return torch.cat([network(part).clamp_(*STATE_RANGE) for part in degraded.split(chunk)])
-
-
-# ---- Files ----------------------------------------------------------------------------------------------
-
-
-def network_payload(network: nn.Module, cfg: NetworkConfig, iteration: int) -> dict[str, Any]:
-    """The fields shared by network files and checkpoints (all that :func:`load_network` reads)."""
-    return {
-        "format": NETWORK_FORMAT,
-        "arch": cfg.arch,
-        "config": asdict(cfg),
-        "iteration": iteration,
-        "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
-    }
-
-
-def read_network_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The checked contents of a network file or checkpoint; ValueError naming the file if it is unreadable
-    or not a single network of :data:`ARCHITECTURES`, FileNotFoundError if it is missing."""
-    path = Path(path)
-    payload = load_torch_file(path, "network file")
-    if not isinstance(payload, dict) or payload.get("format") != NETWORK_FORMAT:
-        raise ValueError(f"{path} is not a single-network file of agents.single_network (format "
-                         f"{NETWORK_FORMAT!r})")
-    if payload.get("arch") not in ARCHITECTURES:
-        raise ValueError(f"{path} holds architecture {payload.get('arch')!r}; known: {', '.join(ARCHITECTURES)}")
-    return payload
-
-
-def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The network of a network file or checkpoint on ``device`` in eval mode, and the file's other fields."""
-    payload = read_network_file(path)
-    network = build_network(payload["arch"])
-    try:
-        network.load_state_dict(payload.pop("state_dict"))
-    except RuntimeError as error:
-        raise ValueError(f"{path} does not match the {payload['arch']} architecture: {error}") from error
-    return network.to(resolve_device(device)).eval(), payload
-
-
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
@@ -336,7 +209,7 @@ def train(
         return seconds_before + time.perf_counter() - began
 
     def save_checkpoint(iteration: int) -> None:
-        atomic_torch_save({**network_payload(network, cfg, iteration), "optimizer": optimizer.state_dict(),
+        atomic_torch_save({**network_payload(network, asdict(cfg), iteration), "optimizer": optimizer.state_dict(),
                            "numpy_rng": rng.bit_generator.state, "log": rows, "seconds": elapsed()},
                           checkpoint_path)
 
@@ -365,7 +238,7 @@ def train(
     bar.close()
     final = max(start, cfg.iterations)
     save_checkpoint(final)
-    atomic_torch_save(network_payload(network, cfg, final), out_dir / NETWORK_FILE)
+    atomic_torch_save(network_payload(network, asdict(cfg), final), out_dir / NETWORK_FILE)
     return network.eval()
 
 

@@ -53,18 +53,19 @@ BAR_MODERATE_DB = 0.15
 
 
 def compare(without: dict[str, dict[str, Any]], with_joint: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per difficulty: input PSNR, PSNR and gain without and with joint training, their difference."""
+    """One row per difficulty of two evaluation reports by difficulty: input PSNR, PSNR and gain without and
+    with joint training, their difference."""
     rows = []
-    for difficulty, before in without.items():
-        after = with_joint[difficulty]
+    for difficulty, report in without.items():
+        before, after = report["metrics"], with_joint[difficulty]["metrics"]
         rows.append({
             "difficulty": difficulty,
             "psnr_input": before["psnr_input"],
-            "psnr_without": before["psnr"], "gain_without": before["gain"],
+            "psnr_without": before["psnr"], "gain_without": before["psnr_gain"],
             "chain_length_without": before["chain_length"],
-            "psnr_with": after["psnr"], "gain_with": after["gain"], "chain_length_with": after["chain_length"],
+            "psnr_with": after["psnr"], "gain_with": after["psnr_gain"], "chain_length_with": after["chain_length"],
             "difference": after["psnr"] - before["psnr"],
-            "test_set_digest": before["test_set_digest"], "digest_matches": before["digest_matches"],
+            "test_set_digest": report["test_set"]["digest"], "digest_matches": report["test_set"]["digest_matches"],
         })
     return rows
 
@@ -133,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tuned, tuning = finetune(args.agent, args.out_toolbox, args.episodes, args.toolbox, config=config,
                              source=os.path.expanduser(args.source), num_envs=args.num_envs,
                              progress=not args.no_progress)
-    base = Toolbox.load(args.toolbox) if args.toolbox else Toolbox.pretrained()
+    base = Toolbox.resolve(args.toolbox)
     rows = compare(evaluate_agent(args.agent, base, DIFFICULTIES), evaluate_agent(args.agent, tuned, DIFFICULTIES))
     record = {
         "benchmark": "joint",

@@ -4,9 +4,9 @@
         [--max-patches N] [--device cpu|cuda] [--threads N] [--jobs N] [--dry-run] [--no-train] [--no-evaluate]
         [--no-progress]
 
-(also ``python -m restore_gym leaderboard ...`` from the repository root). The YAML config names the entries
+(the leaderboard runs from the repository: it trains with the scripts of ``agents/``). The YAML config names the entries
 (its keys are documented in ``benchmarks/leaderboard.yml``; unknown keys and entries are errors): the
-baselines of :mod:`agents.baselines`, the LSTM-DQN agent of :mod:`agents.lstm_dqn` over several training
+baselines of :mod:`restore_gym.baselines`, the LSTM-DQN agent of :mod:`agents.lstm_dqn` over several training
 seeds, the authors' agent with their toolbox (when their release is beside the project), the single networks
 of :mod:`agents.single_network` and optionally SB3 agents of :mod:`agents.sb3`. Learned entries missing from
 the runs folder (``benchmarks/results/leaderboard/models/<entry>/seed<N>``, committed with the results but for
@@ -51,16 +51,18 @@ from torch import nn
 from tqdm import tqdm
 
 from agents import lstm_dqn, single_network
-from agents.baselines import BASELINES, VALIDATION_SIZE, NamedPolicy, toolbox_fingerprint
-from agents.evaluate import Evaluation, load_toolbox, make_policy, run_network, run_policy
 from benchmarks.stats import compare, summarize
 from benchmarks.toolbox import DEFAULT_OFFICIAL
 from restore_gym import metrics
 from restore_gym.allocator import retain_freed_memory
+from restore_gym.baselines import BASELINES, VALIDATION_SIZE, NamedPolicy
 from restore_gym.corpus import corpus_is_complete, default_out_dir
 from restore_gym.data import TestSet, load_test_set
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE
 from restore_gym.engine import CORPUS_SOURCE, MAX_TOOLS, resolve_device
+from restore_gym.evaluation import Evaluation, load_toolbox, make_policy, run_network, run_policy
+from restore_gym.lstm_dqn import QNetwork, read_agent_file, toolbox_info
+from restore_gym.networks import ARCHITECTURES, load_network, read_network_file
 from restore_gym.parallel import run_in_processes
 from restore_gym.records import (
     config_differences,
@@ -124,7 +126,7 @@ SECTIONS: dict[str, dict[str, Any]] = {
     "gallery": {"difficulty": "moderate", "patches": 4},
     "baselines": {"names": list(BASELINES), "seeds": DEFAULT_SEEDS, "validation_size": VALIDATION_SIZE},
     "lstm_dqn": {"preset": "cpu", "seeds": DEFAULT_SEEDS, "overrides": {}},
-    "single_networks": {"archs": list(single_network.ARCHITECTURES), "preset": "cpu", "seeds": DEFAULT_SEEDS,
+    "single_networks": {"archs": list(ARCHITECTURES), "preset": "cpu", "seeds": DEFAULT_SEEDS,
                         "overrides": {}},
     "sb3": {"algo": None, "name": None, "seeds": DEFAULT_SEEDS, "timesteps": None, "hyperparams": None,
             "env": "RLRestore-v0"},
@@ -243,7 +245,7 @@ def validate_config(data: Any, where: str = "config") -> dict[str, Any]:
         config["lstm_dqn"] = section
     if config["single_networks"] is not None:
         section = _mapping(config["single_networks"], f"{where}: single_networks", SECTIONS["single_networks"])
-        section["archs"] = _names(section["archs"], list(single_network.ARCHITECTURES),
+        section["archs"] = _names(section["archs"], list(ARCHITECTURES),
                                   f"{where}: single_networks.archs")
         section["seeds"] = _seeds(section["seeds"], f"{where}: single_networks.seeds")
         allowed = [f.name for f in fields(single_network.NetworkConfig) if f.name not in SWEEP_FIELDS]
@@ -272,11 +274,11 @@ def _sb3_list(value: Any, where: str) -> list[Any]:
 
 
 def _sb3_entry(item: Any, where: str) -> dict[str, Any]:
-    from agents import sb3
+    from restore_gym.sb3_policy import ALGORITHMS
 
     section = _mapping(item, where, SECTIONS["sb3"])
-    if section["algo"] not in sb3.ALGORITHMS:
-        raise ConfigError(f"{where}: algo must be one of {', '.join(sb3.ALGORITHMS)}, got {section['algo']!r}")
+    if section["algo"] not in ALGORITHMS:
+        raise ConfigError(f"{where}: algo must be one of {', '.join(ALGORITHMS)}, got {section['algo']!r}")
     section["name"] = section["name"] or f"sb3-{section['algo']}"
     section["seeds"] = _seeds(section["seeds"], f"{where}.seeds")
     if section["timesteps"] is not None:
@@ -385,7 +387,7 @@ def forward_macs(module: nn.Module, run: Callable[[], Any]) -> int:
     return total
 
 
-def qnetwork_macs(network: lstm_dqn.QNetwork) -> int:
+def qnetwork_macs(network: QNetwork) -> int:
     """Multiply-adds of one decision of the LSTM-DQN agent (one 63x63 image)."""
     device = network.q.weight.device
     return forward_macs(network, lambda: network(torch.zeros(1, 3, PATCH_SIZE, PATCH_SIZE, device=device),
@@ -411,7 +413,7 @@ def _check_same_config(saved: dict[str, Any], wanted: dict[str, Any], growing: s
 
 def _check_same_toolbox(trained_with: dict[str, Any], ctx: Context, path: Path) -> None:
     """RuntimeError unless the agent of ``path`` was trained with the sweep's toolbox (version and metadata)."""
-    here = lstm_dqn.toolbox_info(ctx.toolbox)
+    here = toolbox_info(ctx.toolbox)
     if trained_with != here:
         raise RuntimeError(f"{path} was trained with another toolbox ({trained_with}, not {here}); delete "
                            f"{path.parent} to train it anew with this toolbox")
@@ -446,7 +448,7 @@ class Entry:
 
     def model_file(self, ctx: Context, seed: int) -> Path | None:
         """The trained model of ``seed`` (None for entries that are not trained here)."""
-        # "model.zip": agents.sb3.MODEL_FILE (agents.sb3 is imported only where needed: SB3 loads slowly)
+        # "model.zip": restore_gym.sb3_policy.MODEL_FILE (imported only where needed: SB3 loads slowly)
         files = {"lstm-dqn": lstm_dqn.AGENT_FILE, "single-network": single_network.NETWORK_FILE, "sb3": "model.zip"}
         return self.run_dir(ctx, seed) / files[self.kind] if self.learned else None
 
@@ -474,16 +476,16 @@ class Entry:
             return False
         if self.kind == "lstm-dqn":
             cfg = self.lstm_config(ctx, seed)
-            payload = lstm_dqn.read_agent_file(path)
+            payload = read_agent_file(path)
             _check_same_config(lstm_dqn.stored_config(payload), asdict(cfg), "total_timesteps", path)
             _check_same_toolbox(payload.get("base_toolbox", payload["toolbox"]), ctx, path)
             return payload["global_step"] >= cfg.total_timesteps
         if self.kind == "single-network":
             cfg = self.network_config(ctx, seed)
-            payload = single_network.read_network_file(path)
+            payload = read_network_file(path)
             _check_same_config(payload["config"], asdict(cfg), "iterations", path)
             return payload["iteration"] >= cfg.iterations
-        saved = yaml.safe_load((path.parent / "config.yml").read_text())  # agents.sb3.CONFIG_FILE
+        saved = yaml.safe_load((path.parent / "config.yml").read_text())  # restore_gym.sb3_policy.CONFIG_FILE
         _check_same_config({"seed": saved.get("seed"), **saved.get("hyperparams", {})},
                            {"seed": seed, **_sb3_block(self.spec, ctx.source)}, None, path)
         if "toolbox_info" in saved:  # runs of older versions did not record it
@@ -567,7 +569,7 @@ class Entry:
     def evaluate(self, ctx: Context, toolbox: Toolbox | None, difficulty: str, seed: int) -> Outcome:
         """Evaluate ``seed`` of this entry on the test set of ``difficulty``."""
         if self.kind == "single-network":
-            network, _ = single_network.load_network(self.model_file(ctx, seed), ctx.device)
+            network, _ = load_network(self.model_file(ctx, seed), ctx.device)
             evaluation = run_network(network, difficulty, device=ctx.device, max_patches=ctx.max_patches,
                                      name=self.name, details={"seed": seed})
             macs = int(evaluation.report["metrics"]["macs_per_patch"])
@@ -586,9 +588,9 @@ class Entry:
             network = policy.act.network
             return _policy_outcome(policy, ctx, toolbox, difficulty, seed, tools + count_parameters(network),
                                    qnetwork_macs(network))
-        from agents import sb3
+        from restore_gym.sb3_policy import load_policy
 
-        policy = sb3.load_policy(self.run_dir(ctx, seed), ctx.device)
+        policy = load_policy(self.run_dir(ctx, seed), ctx.device)
         model = policy.model
         macs = forward_macs(model.policy, lambda: model.predict(model.observation_space.sample(), deterministic=True))
         named = NamedPolicy(self.name, policy, {"algo": self.spec["algo"], "seed": seed})
@@ -692,7 +694,7 @@ class Sweep:
         if toolbox is None:
             return None
         if entry.name not in self._fingerprints:
-            self._fingerprints[entry.name] = toolbox_fingerprint(toolbox)
+            self._fingerprints[entry.name] = toolbox.fingerprint()
         return self._fingerprints[entry.name]
 
     def patches(self, difficulty: str) -> int:
@@ -1202,7 +1204,7 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
                           "digest_matches": sweep.ctx.test_set(d).digest_matches}
                       for d in sweep.config["difficulties"]},
         "max_patches": sweep.ctx.max_patches,
-        "toolbox": {"name": sweep.config["toolbox"], "fingerprint": toolbox_fingerprint(sweep.ctx.toolbox),
+        "toolbox": {"name": sweep.config["toolbox"], "fingerprint": sweep.ctx.toolbox.fingerprint(),
                     "version": sweep.ctx.toolbox.version, "metadata": sweep.ctx.toolbox.metadata},
         "training_source": sweep.ctx.source,
         "provenance": provenance(),
@@ -1258,9 +1260,9 @@ def run_leaderboard(config: dict[str, Any], progress: bool = True, dry_run: bool
     return write_outputs(sweep, counts)
 
 
-def build_parser(prog: str = "python -m benchmarks.leaderboard") -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """The command line of the leaderboard."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.leaderboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: %(default)s)")
     parser.add_argument("--out", help="results folder (default: the config's out)")
@@ -1280,9 +1282,9 @@ def build_parser(prog: str = "python -m benchmarks.leaderboard") -> argparse.Arg
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m benchmarks.leaderboard") -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; a bad config or argument exits with status 2 and a message naming the problem."""
-    parser = build_parser(prog)
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)

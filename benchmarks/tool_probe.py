@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS), help="folder for tool_probe.json and tool_probe.md")
     args = parser.parse_args(argv)
-    toolboxes = {"ours": Toolbox.load(args.toolbox) if args.toolbox else Toolbox.pretrained()}
+    toolboxes = {"ours": Toolbox.resolve(args.toolbox)}
     if Path(args.official).is_dir():
         toolboxes["authors"] = Toolbox.from_official(args.official)
     else:

@@ -1,15 +1,23 @@
-"""Per-tool quality: PSNR gain of our tools and of the authors' tools on single-distortion patches.
+"""Per-tool quality: PSNR gain of our tools and of the authors' tools, alone and where the MDP uses them.
 
-For each tool, patches of the built-in test split are distorted by that tool's family alone, with a
-value drawn uniformly in its band (degraded inside their margin, as everywhere else); the benchmark
-reports the input PSNR, the PSNR gain of our tool and of the authors' released tool on the same
-patches, and ours as a percentage of theirs. The bar: at least 90% of the authors' gain, or, where
-their tool loses PSNR on its own band (trained with extra noise and JPEG, it over-corrects clean-ish
-inputs), at least their gain. The authors' tools are read from
+Two measurements, each for our toolbox and (when present) the authors':
+
+1. Single distortions: for each tool, patches of the built-in test split distorted by that tool's family
+   alone, with a value drawn uniformly in its band (degraded inside their margin, as everywhere else): the
+   input PSNR, the gain of our tool and of the authors' on the same patches, and ours as a percentage of
+   theirs. The bar: at least 90% of the authors' gain, or, where their tool loses PSNR on its own band, at
+   least their gain.
+2. Where tools work: on each frozen test set, every tool's mean first-step gain (each tool applied once to
+   every test patch) and the greedy oracle's gain (best tool per step against the clean patch, up to three,
+   as :mod:`restore_gym.baselines` runs it). Floors: each tool's first-step gain at least the authors' tool's
+   minus :data:`FIRST_STEP_SLACK_DB`, and the greedy oracle at least :data:`GREEDY_SHARE` of its gain with
+   the authors' toolbox, on every test set.
+
+The authors' tools are read from
 ``../shared/reference/rl-restore-official/toolbox`` (or ``--official``); without them only ours is
 measured. Writes ``benchmarks/results/toolbox.json`` and ``toolbox.md``.
 
-    python -m benchmarks.toolbox [--toolbox PATH] [--patches 200] [--seed 0]
+    python -m benchmarks.toolbox [--toolbox PATH] [--patches 200] [--seed 0] [--no-mdp]
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from restore_gym.data import PATCH_SIZE, BuiltinImages
-from restore_gym.degrade import DegradationParams
+from restore_gym.baselines import BASELINES, all_tool_psnrs
+from restore_gym.data import PATCH_SIZE, BuiltinImages, load_test_set, to_nchw
+from restore_gym.degrade import DIFFICULTIES, DegradationParams
+from restore_gym.evaluation import evaluate
 from restore_gym.metrics import psnr_batch
 from restore_gym.records import provenance, write_json_atomic, write_text_atomic
 from restore_gym.tool_data import sample_band_batch
@@ -30,6 +40,8 @@ from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rl-restore-official" / "toolbox"
+FIRST_STEP_SLACK_DB = 0.3
+GREEDY_SHARE = 0.9
 
 
 def single_distortion(spec: ToolSpec, rng: np.random.Generator) -> DegradationParams:
@@ -83,6 +95,61 @@ def run(toolbox: Toolbox, official: Toolbox | None, patches: int, seed: int) -> 
     return rows
 
 
+def first_step_gains(toolbox: Toolbox, difficulty: str) -> list[float]:
+    """Mean PSNR gain (dB) of each tool applied once to every patch of the frozen test set of ``difficulty``."""
+    test_set = load_test_set(difficulty)
+    degraded, clean = to_nchw(test_set.degraded), to_nchw(test_set.clean)
+    gains = all_tool_psnrs(toolbox, degraded, clean) - psnr_batch(degraded, clean).unsqueeze(1)
+    return gains.mean(dim=0).tolist()
+
+
+def greedy_oracle_gain(toolbox: Toolbox, difficulty: str) -> float:
+    """The greedy oracle's mean gain (dB) with ``toolbox`` on the frozen test set of ``difficulty``."""
+    return evaluate(BASELINES["greedy-oracle"](toolbox, difficulty), difficulty, toolbox)["metrics"]["psnr_gain"]
+
+
+def mdp_run(toolbox: Toolbox, official: Toolbox | None) -> dict:
+    """Per difficulty: each tool's first-step gain and the greedy oracle's gain, ours and the authors', with the
+    floors of the module docstring."""
+    result = {}
+    for difficulty in DIFFICULTIES:
+        ours, greedy = first_step_gains(toolbox, difficulty), greedy_oracle_gain(toolbox, difficulty)
+        row = {"first_step": {"ours": ours}, "greedy_oracle": {"ours": greedy}}
+        if official is not None:
+            theirs, their_greedy = first_step_gains(official, difficulty), greedy_oracle_gain(official, difficulty)
+            floor = [o >= t - FIRST_STEP_SLACK_DB for o, t in zip(ours, theirs)]
+            row["first_step"].update(authors=theirs, floor_met=floor)
+            row["greedy_oracle"].update(authors=their_greedy, share=greedy / their_greedy,
+                                        floor_met=greedy >= GREEDY_SHARE * their_greedy)
+        result[difficulty] = row
+    return result
+
+
+def mdp_markdown(result: dict) -> str:
+    """The first-step and greedy-oracle tables of :func:`mdp_run` as Markdown."""
+    official = "authors" in next(iter(result.values()))["first_step"]
+    tools = " | ".join(f"t{spec.index + 1}" for spec in TOOL_SPECS)
+    lines = [f"Mean first-step gain (dB) of each tool on the frozen test sets{', ours / authors' if official else ''}"
+             f"{f' (floor: ours at least theirs - {FIRST_STEP_SLACK_DB} dB; * marks a miss)' if official else ''}:",
+             "", f"| test set | {tools} |", "|---|" + "---|" * len(TOOL_SPECS)]
+    for difficulty, row in result.items():
+        step = row["first_step"]
+        cells = [f"{o:+.2f}" + (f" / {t:+.2f}{'' if met else ' *'}" if official else "")
+                 for o, t, met in zip(step["ours"], step.get("authors", step["ours"]),
+                                      step.get("floor_met", [True] * len(TOOL_SPECS)))]
+        lines.append(f"| {difficulty} | " + " | ".join(cells) + " |")
+    lines += ["", "Greedy oracle's gain (dB) on the frozen test sets" + (
+        f" (floor: ours at least {GREEDY_SHARE:.0%} of it with the authors' toolbox):" if official else ":"), ""]
+    lines += ["| test set | ours | authors' toolbox | share | floor |", "|---|---|---|---|---|"] if official else [
+        "| test set | ours |", "|---|---|"]
+    for difficulty, row in result.items():
+        greedy = row["greedy_oracle"]
+        lines.append(f"| {difficulty} | {greedy['ours']:+.3f} | {greedy['authors']:+.3f} | {greedy['share']:.0%} | "
+                     f"{'met' if greedy['floor_met'] else 'MISSED'} |" if official else
+                     f"| {difficulty} | {greedy['ours']:+.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: list[dict]) -> str:
     """The rows as a Markdown table."""
     lines = [
@@ -108,20 +175,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patches", type=int, default=200, help="patches per tool")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS), help="folder for toolbox.json and toolbox.md")
+    parser.add_argument("--no-mdp", action="store_true", help="only the single-distortion table")
     args = parser.parse_args(argv)
-    toolbox = Toolbox.load(args.toolbox) if args.toolbox else Toolbox.pretrained()
+    toolbox = Toolbox.resolve(args.toolbox)
     official = Toolbox.from_official(args.official) if Path(args.official).is_dir() else None
     if official is None:
         print(f"the authors' tools are not at {args.official}: measuring ours only")
     rows = run(toolbox, official, args.patches, args.seed)
     table = markdown(rows)
+    mdp = None if args.no_mdp else mdp_run(toolbox, official)
+    if mdp is not None:
+        table += "\n" + mdp_markdown(mdp)
     print(table)
     out = Path(args.out)
     write_json_atomic(out / "toolbox.json", {
         "benchmark": "toolbox", "patches_per_tool": args.patches, "seed": args.seed,
         "toolbox": {"file": Path(args.toolbox).name if args.toolbox else "pretrained", "version": toolbox.version,
-                    "metadata": toolbox.metadata},
-        "rows": rows, "provenance": provenance(),
+                    "fingerprint": toolbox.fingerprint(), "metadata": toolbox.metadata},
+        "rows": rows, "mdp": mdp, "provenance": provenance(),
     })
     write_text_atomic(out / "toolbox.md", table)
     return 0

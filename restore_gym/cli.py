@@ -22,16 +22,14 @@ def _print_test_sets(_: argparse.Namespace) -> None:
     print(f"built or loaded in {time.perf_counter() - start:.1f} s")
 
 
-def _leaderboard(argv: list[str]) -> int:
-    """``benchmarks.leaderboard``'s command line; that package lives in the repository, not in the install."""
-    try:
-        from benchmarks import leaderboard
-    except ModuleNotFoundError as error:
-        if error.name != "benchmarks":
-            raise
-        raise SystemExit("restore-gym leaderboard needs the repository's benchmarks package: run it from the "
-                         f"repository root (python -m restore_gym leaderboard ...); {error}") from error
-    return leaderboard.main(argv, prog="restore-gym leaderboard")
+def _evaluate(argv: list[str]) -> int:
+    from restore_gym.evaluation import main as evaluate_main  # its imports are only needed here
+
+    return evaluate_main(argv)
+
+
+# Commands whose arguments their own module parses (``restore-gym COMMAND --help`` lists them).
+_PASS_THROUGH = {"evaluate": _evaluate}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,9 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--num-envs", type=int, default=64, help="test patches to restore")
     demo.set_defaults(run=lambda args: run_demo(args.difficulty, args.num_envs))
     commands.add_parser("testsets", help="summary of the frozen test sets").set_defaults(run=_print_test_sets)
-    # Its arguments are parsed by benchmarks.leaderboard (``restore-gym leaderboard --help`` lists them).
-    commands.add_parser("leaderboard", add_help=False,
-                        help="every agent, baseline and single network on the test sets (benchmarks/leaderboard.yml)")
+    commands.add_parser("evaluate", add_help=False,
+                        help="an agent or baseline on a frozen test set (restore_gym.evaluation)")
     return parser
 
 
@@ -53,8 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.command == "leaderboard":
-        return _leaderboard(rest)
+    if args.command in _PASS_THROUGH:
+        return _PASS_THROUGH[args.command](rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.run(args)

@@ -7,7 +7,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
-from restore_gym.policies import greedy_oracle_policy, random_policy
+from restore_gym.baselines import greedy_oracle_policy, random_policy
 from restore_gym.rollout import run_one_episode_each
 
 

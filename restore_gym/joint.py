@@ -17,8 +17,8 @@ environment does (the clamp is essentially never active, so it costs no gradient
 
 The tools change in place, so every environment sharing the toolbox acts with the new tools from its next
 step on. Nothing is left stale: the engine caches nothing computed by the tools across steps, and
-:mod:`agents.baselines` keys its oracle tables (on disk and in ``ExhaustiveOracle``) by
-``toolbox_fingerprint``, a hash of the weights, so they invalidate themselves; the greedy oracle runs the
+:mod:`restore_gym.baselines` keys its oracle tables (on disk and in ``ExhaustiveOracle``) by
+``Toolbox.fingerprint()``, a hash of the weights, so they invalidate themselves; the greedy oracle runs the
 tools afresh at every step. Only choices made once from the tools (the chain of ``best-tool`` /
 ``best-chain``, picked when the policy is made) keep the old tools' answer. An environment built without a
 toolbox shares the process-wide shipped one: attaching trains that object in place (its file is never
@@ -27,8 +27,9 @@ incremented after every update round and each :class:`~restore_gym.engine.Episod
 version that ran its chain. A round whose loss or gradients turn NaN/inf puts back the weights (and
 optimiser state) from before the round and raises :class:`JointTrainingError`.
 
-Usable from every agent: :class:`JointTrainingCallback` for Stable-Baselines3 (``joint:`` in the YAML files of
-``agents/hyperparams``), ``joint_*`` fields of :class:`agents.lstm_dqn.Config`, and the paper's protocol of
+Usable from every agent: :class:`restore_gym.sb3_joint.JointTrainingCallback` for Stable-Baselines3 (``joint:`` in the
+YAML files of ``agents/hyperparams``), ``joint_*`` fields of the LSTM-DQN training's ``Config``, and the paper's
+protocol of
 fine-tuning the tools after the agent is trained:
 
     python -m restore_gym.joint finetune --agent AGENT.pt [--toolbox TOOLBOX.pt] --out OUT.pt --episodes N
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import json
 import math
 import os
@@ -56,13 +56,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
 from restore_gym.allocator import retain_freed_memory
+from restore_gym.baselines import NamedPolicy
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.engine import STATE_RANGE, EpisodeReport, resolve_device
 from restore_gym.env import RLRestoreEnv
+from restore_gym.evaluation import evaluate
+from restore_gym.lstm_dqn import LSTMDQNPolicy, load_agent
 from restore_gym.records import file_sha256
 from restore_gym.toolbox import NUM_TOOLS, Toolbox
 from restore_gym.vector_env import RLRestoreVectorEnv
@@ -314,26 +316,6 @@ class JointTrainer:
         self.rng.bit_generator.state = state["rng"]
 
 
-class JointTrainingCallback(BaseCallback):
-    """Joint training of the tools while a Stable-Baselines3 model learns: attaches ``trainer`` to the
-    model's training environment (which must run ``trainer.toolbox``) and logs ``joint/rounds``,
-    ``joint/toolbox_version`` and ``joint/loss``."""
-
-    def __init__(self, trainer: JointTrainer, verbose: int = 0) -> None:
-        super().__init__(verbose)
-        self.trainer = trainer
-
-    def _on_training_start(self) -> None:
-        self.trainer.attach(self.training_env)
-
-    def _on_step(self) -> bool:
-        if self.trainer.losses:
-            self.logger.record("joint/rounds", self.trainer.rounds)
-            self.logger.record("joint/toolbox_version", self.trainer.toolbox.version)
-            self.logger.record("joint/loss", self.trainer.losses[-1])
-        return True
-
-
 # ---- The paper's protocol: fine-tune the tools after the agent is trained ------------------------------
 
 
@@ -357,20 +339,11 @@ def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike | None)
     return out
 
 
-def _lstm_dqn() -> Any:
-    """The module :mod:`agents.lstm_dqn` (the paper's agent), which lives beside the package, not in it."""
-    try:
-        return importlib.import_module("agents.lstm_dqn")
-    except ImportError as error:
-        raise ImportError("the agent's code (agents.lstm_dqn) is not importable: run from the repository root"
-                          ) from error
-
-
 def finetune(
     agent: str | os.PathLike,
     out: str | os.PathLike,
     episodes: int,
-    toolbox: str | os.PathLike | None = None,
+    toolbox: Toolbox | str | os.PathLike | None = None,
     *,
     config: JointConfig | None = None,
     difficulty: str = "moderate",
@@ -381,31 +354,31 @@ def finetune(
 ) -> tuple[Toolbox, dict[str, Any]]:
     """Fine-tune the tools with the agent fixed (greedy, epsilon 0) on its own chains, the paper's protocol.
 
-    ``agent`` is an agent file or checkpoint of :mod:`agents.lstm_dqn`; ``toolbox`` a toolbox file (default:
-    the shipped one). Runs ``num_envs`` episodes at a time on the train split of ``source`` at ``difficulty``,
-    without ending on a PSNR drop (the chains the agent runs at test time), until ``episodes // config.every``
-    rounds are due (``config.seed`` also seeds the environment); a round finding only empty chains (the agent
-    stopped at once every time) is skipped and not counted. Writes the fine-tuned toolbox to
+    ``agent`` is an agent file or checkpoint (:mod:`restore_gym.lstm_dqn`); ``toolbox`` names the tools to fine-tune
+    (:meth:`Toolbox.resolve`; default: the shipped ones). Runs ``num_envs`` episodes at a time on the train split of
+    ``source`` at ``difficulty``, without ending on a PSNR drop (the chains the agent runs at test time), until
+    ``episodes // config.every`` rounds are due (``config.seed`` also seeds the environment); a round finding only
+    empty chains (the agent stopped at once every time) is skipped and not counted. Writes the fine-tuned toolbox to
     ``out`` atomically, only at the end; its ``version`` counts the rounds on top of the input's and its
     metadata records the base toolbox, the agent, the config and the episodes. ``out`` may be neither a
     shipped weight file nor an input (ValueError, before any work). Returns the toolbox and a record.
     """
     config = config if config is not None else JointConfig()
-    out = check_output_path(out, toolbox, agent)
+    out = check_output_path(out, None if isinstance(toolbox, Toolbox) else toolbox, agent)
     check_difficulty(difficulty)
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < config.every:
         raise ValueError(f"episodes must be an integer of at least every={config.every} (one update round), "
                          f"got {episodes!r}")
     device = resolve_device(device)
-    lstm_dqn = _lstm_dqn()
-    network, agent_info = lstm_dqn.load_agent(agent, device)
-    tools = Toolbox.load(toolbox, device) if toolbox is not None else Toolbox.pretrained(device)
-    base = {"path": str(toolbox) if toolbox is not None else "restore_gym/weights/toolbox.pt (shipped)",
-            "sha256": file_sha256(toolbox) if toolbox is not None else None,
+    network, agent_info = load_agent(agent, device)
+    tools = Toolbox.resolve(toolbox, device)
+    from_file = toolbox is not None and not isinstance(toolbox, Toolbox) and Path(toolbox).is_file()
+    base = {"path": str(toolbox) if toolbox is not None else "shipped",
+            "sha256": file_sha256(toolbox) if from_file else None, "fingerprint": tools.fingerprint(),
             "version": tools.version, "metadata": dict(tools.metadata)}
     env = RLRestoreVectorEnv(num_envs, difficulty, "train", source, tools, device, end_on_psnr_drop=False)
     trainer = JointTrainer(tools, config).attach(env)
-    policy = lstm_dqn.LSTMDQNPolicy(network, epsilon=0.0)
+    policy = LSTMDQNPolicy(network, epsilon=0.0)
     due = episodes // config.every * config.every
     start = time.perf_counter()
     obs, _ = env.reset(seed=config.seed)
@@ -445,12 +418,10 @@ def finetune(
 
 def evaluate_agent(agent: str | os.PathLike, toolbox: Toolbox, difficulties: Sequence[str] = DIFFICULTIES,
                    device: str | torch.device = "cpu") -> dict[str, dict[str, Any]]:
-    """``agents.lstm_dqn.evaluate`` of the greedy agent with ``toolbox`` on the frozen test set of each
-    difficulty, by difficulty."""
-    lstm_dqn = _lstm_dqn()
-    network, _ = lstm_dqn.load_agent(agent, resolve_device(device))
-    return {d: lstm_dqn.evaluate(lstm_dqn.LSTMDQNPolicy(network), lstm_dqn.make_test_env(d, toolbox, device))
-            for d in difficulties}
+    """The :func:`restore_gym.evaluation.evaluate` report of the greedy LSTM-DQN ``agent`` (a file) with
+    ``toolbox`` on the frozen test set of each difficulty, by difficulty."""
+    policy = NamedPolicy("lstm-dqn", LSTMDQNPolicy.load(agent, resolve_device(device)))
+    return {d: evaluate(policy, d, toolbox, device=device) for d in difficulties}
 
 
 # ---- Command line ---------------------------------------------------------------------------------------
@@ -480,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("finetune", help="fine-tune the tools on a trained agent's chains, save them "
                                   "as a new toolbox file and evaluate the agent with them on the test sets")
-    command.add_argument("--agent", required=True, help="agent.pt or checkpoint.pt of agents.lstm_dqn")
+    command.add_argument("--agent", required=True, help="agent.pt or checkpoint.pt of the LSTM-DQN training")
     command.add_argument("--toolbox", help="toolbox .pt file to start from (default: the shipped toolbox)")
     command.add_argument("--out", required=True, help="the new toolbox file (never the shipped or input file)")
     command.add_argument("--episodes", type=int, required=True, help="training episodes (rounds = episodes // every)")
@@ -510,9 +481,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools, record = finetune(args.agent, args.out, args.episodes, args.toolbox, config=config,
                              difficulty=args.difficulty, source=os.path.expanduser(args.source),
                              num_envs=args.num_envs, device=args.device, progress=not args.no_progress)
-    base = Toolbox.load(args.toolbox, args.device) if args.toolbox else Toolbox.pretrained(args.device)
-    record["test"] = {"without": evaluate_agent(args.agent, base, args.eval_difficulties, args.device),
-                      "with": evaluate_agent(args.agent, tools, args.eval_difficulties, args.device)}
+    base = Toolbox.resolve(args.toolbox, args.device)
+    record["test"] = {label: {d: report["metrics"] for d, report in
+                              evaluate_agent(args.agent, tools_, args.eval_difficulties, args.device).items()}
+                      for label, tools_ in (("without", base), ("with", tools))}
     print(json.dumps(record, indent=2))
     print(f"fine-tuned toolbox (version {tools.version}) written to {args.out}", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ inputs are accepted within [-0.5, 1.5] so that such intermediate states can be f
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.resources
 import os
 from collections.abc import Callable, Sequence
@@ -290,6 +291,16 @@ class Toolbox(nn.Module):
         with torch.inference_mode():
             return self.forward(x, tool_ids)
 
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the weights: every tensor's name, dtype, shape and bytes, in key order. Results
+        and caches are keyed by it, so they are valid for exactly these weights."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            data = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
+            digest.update(data.numpy().tobytes())
+        return digest.hexdigest()
+
     def run_tool(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """Apply tool ``index`` (0..11) to every image of the batch ``x``; differentiable, output not clipped."""
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -355,6 +366,23 @@ class Toolbox(nn.Module):
         _check_state_dict(toolbox.state_dict(), state["state_dict"], str(path))
         toolbox.load_state_dict(state["state_dict"])
         return toolbox.to(map_location)
+
+    @classmethod
+    def resolve(cls, spec: Toolbox | str | os.PathLike | None = None,
+                map_location: str | torch.device = "cpu") -> Toolbox:
+        """The toolbox a user names: None or ``"shipped"`` (the default shipped toolbox), a shipped variant
+        (``"plain"``, ``"v2"``, ``"joint"``; see :meth:`pretrained`), a file written by :meth:`save` (a path;
+        write ``./joint`` for a file of that name), or a :class:`Toolbox` (moved to ``map_location``)."""
+        if isinstance(spec, Toolbox):
+            return spec.to(map_location)
+        if spec is None or spec == "shipped":
+            return cls.pretrained(map_location)
+        if isinstance(spec, str) and spec in PRETRAINED_FILES:
+            return cls.pretrained(map_location, variant=spec)
+        if not isinstance(spec, (str, os.PathLike)):
+            raise TypeError(f"a toolbox is named by None, 'shipped', a variant ({', '.join(PRETRAINED_FILES)}), a "
+                            f"file path or a Toolbox, got {type(spec).__name__}")
+        return cls.load(spec, map_location)
 
     @classmethod
     def pretrained(cls, map_location: str | torch.device = "cpu", variant: str = "plain") -> Toolbox:

@@ -43,7 +43,7 @@ from restore_gym.metrics import psnr_batch
 from restore_gym.parallel import run_in_processes
 from restore_gym.records import config_differences, load_torch_file
 from restore_gym.tool_data import DrawConfig, sample_band_batch
-from restore_gym.toolbox import PRETRAINED_FILES, TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
+from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
 LOG_FIELDS = ("tool", "iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
 
@@ -84,9 +84,7 @@ class TrainConfig:
         """The toolbox whose tools run before the trained one (a shipped variant's name or a file), if any."""
         if self.prior_tool_prob == 0 or self.context == "slight":
             return None
-        if self.prior_toolbox in PRETRAINED_FILES:
-            return Toolbox.pretrained(variant=self.prior_toolbox)
-        return Toolbox.load(self.prior_toolbox)
+        return Toolbox.resolve(self.prior_toolbox)
 
 
 PRESETS: dict[str, TrainConfig] = {

@@ -10,18 +10,11 @@ from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
 from agents import sb3
-from agents.sb3 import (
-    ALGORITHMS,
-    SB3Policy,
-    algorithm_class,
-    load_hyperparams,
-    load_policy,
-    make_env,
-    model_kwargs,
-    train,
-    validate_hyperparams,
-)
+from agents.sb3 import load_hyperparams, make_env, model_kwargs, train, validate_hyperparams
+from restore_gym.baselines import NamedPolicy
 from restore_gym.engine import STOP
+from restore_gym.evaluation import evaluate
+from restore_gym.sb3_policy import ALGORITHMS, SB3Policy, algorithm_class, load_policy
 from restore_gym.vector_env import RLRestoreVectorEnv
 
 ENV_IDS = ("RLRestore-v0", "RLRestoreMild-v0", "RLRestoreModerate-v0", "RLRestoreSevere-v0")
@@ -59,15 +52,18 @@ def test_train_writes_a_run_that_load_policy_reproduces(toolbox, tmp_path, algo,
                                                         optimizer_state):
     model, record = train(algo, env_id, seed=3, timesteps=128, out=tmp_path, overrides=_tiny(algo),
                           toolbox=toolbox, eval_difficulty=eval_difficulty, optimizer_state=optimizer_state)
-    assert model.num_timesteps >= 128 and record["timesteps"] == model.num_timesteps
+    assert model.num_timesteps >= 128 and record["training"]["timesteps"] == model.num_timesteps
     assert {p.name for p in tmp_path.iterdir()} == {"config.yml", "progress.csv", "model.zip", "eval.json"}
     assert json.loads((tmp_path / "eval.json").read_text()) == json.loads(json.dumps(record))
-    assert record["difficulty"] == expected and record["patches"] == 164 and record["digest_matches"]
-    assert record["gain"] == pytest.approx(record["psnr"] - record["psnr_input"])
-    assert 0 <= record["chain_length"] <= 3 and "packages" in record["provenance"]
+    metrics = record["metrics"]
+    assert record["difficulty"] == expected and record["patches"] == 164 and record["test_set"]["digest_matches"]
+    assert metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["psnr_input"])
+    assert 0 <= metrics["chain_length"] <= 3 and "packages" in record["provenance"]
+    assert record["agent"]["name"] == f"sb3-{algo}"
     config = yaml.safe_load((tmp_path / "config.yml").read_text())
     assert config["algo"] == algo and config["hyperparams"]["n_timesteps"] == 128 and config["seed"] == 3
-    assert config["toolbox_info"] == record["toolbox"] == {"version": toolbox.version, "metadata": toolbox.metadata}
+    assert config["toolbox_info"] == {"version": toolbox.version, "metadata": toolbox.metadata}
+    assert record["toolbox"]["fingerprint"] == toolbox.fingerprint()
 
     policy = load_policy(tmp_path / "model.zip")
     assert type(policy.model) is type(model) and policy.observation_mode == "uint8"
@@ -79,8 +75,8 @@ def test_train_writes_a_run_that_load_policy_reproduces(toolbox, tmp_path, algo,
     obs, _ = vec.reset(seed=0)
     np.testing.assert_array_equal(policy(vec, obs), model.predict(obs, deterministic=True)[0])
     if algo == "a2c":  # the loaded policy scores exactly what train() recorded
-        again = sb3.evaluate_on_test_set(load_policy(tmp_path), expected, toolbox)
-        assert again == {key: record[key] for key in again}
+        again = evaluate(NamedPolicy(f"sb3-{algo}", load_policy(tmp_path)), expected, toolbox)
+        assert again["per_patch"] == record["per_patch"] and again["metrics"]["psnr"] == metrics["psnr"]
 
 
 def _step_and_state(policy, vec, obs):

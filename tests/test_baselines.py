@@ -8,8 +8,8 @@ from torch import nn
 
 import restore_gym.data
 import restore_gym.engine
-from agents import baselines
-from agents.baselines import (
+from restore_gym import baselines
+from restore_gym.baselines import (
     BASELINES,
     CHAINS,
     NUM_CHAINS,
@@ -18,16 +18,15 @@ from agents.baselines import (
     best_fixed_chain,
     chain_psnr_table,
     fixed_chain_policy,
+    greedy_oracle_policy,
     num_chains,
     oracle_cache_path,
-    toolbox_fingerprint,
     validation_set,
 )
-from agents.evaluate import evaluate
 from restore_gym.data import ImageSource, build_test_set, to_nchw
 from restore_gym.engine import STATE_RANGE
+from restore_gym.evaluation import evaluate
 from restore_gym.metrics import psnr_batch
-from restore_gym.policies import greedy_oracle_policy
 from restore_gym.rollout import run_one_episode_each
 from restore_gym.toolbox import NUM_TOOLS, Toolbox
 from restore_gym.vector_env import RLRestoreVectorEnv
@@ -150,7 +149,7 @@ def test_cache_hit_then_invalidation_when_the_weights_change(tmp_path, monkeypat
     monkeypatch.setattr(baselines, "all_chain_psnrs", lambda *a, **k: calls.append(1) or search(*a, **k))
     toolbox = tiny_toolbox(seed=1)
     first = chain_psnr_table(toolbox, test_set)
-    path = oracle_cache_path(toolbox_fingerprint(toolbox), test_set.digest)
+    path = oracle_cache_path(toolbox.fingerprint(), test_set.digest)
     assert path.is_file() and path.parent == tmp_path / "oracles" and len(calls) == 1
     assert not [p for p in path.parent.iterdir() if p != path]  # atomic write: no temp file left
     np.testing.assert_array_equal(chain_psnr_table(toolbox, test_set), first)
@@ -159,7 +158,7 @@ def test_cache_hit_then_invalidation_when_the_weights_change(tmp_path, monkeypat
     with torch.no_grad():
         toolbox.tools[3].conv.bias += 0.01
     changed = chain_psnr_table(toolbox, test_set)
-    assert len(calls) == 2 and oracle_cache_path(toolbox_fingerprint(toolbox), test_set.digest) != path
+    assert len(calls) == 2 and oracle_cache_path(toolbox.fingerprint(), test_set.digest) != path
     assert not np.allclose(changed, first)
 
 

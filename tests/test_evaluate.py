@@ -5,10 +5,10 @@ import pytest
 import torch
 from conftest import OFFICIAL_DIR
 
-from agents import evaluate as evaluation
-from agents.baselines import BASELINES, fixed_chain_policy, toolbox_fingerprint
-from agents.evaluate import AGENTS, check_agent, evaluate, format_summary, main, make_policy
+from restore_gym import evaluation
+from restore_gym.baselines import BASELINES, fixed_chain_policy
 from restore_gym.data import load_test_set
+from restore_gym.evaluation import AGENTS, check_agent, evaluate, format_summary, main, make_policy
 from restore_gym.toolbox import TOOL_SPECS, Toolbox
 
 
@@ -26,7 +26,7 @@ def test_report_fields_and_usage_counts_on_the_frozen_set(toolbox):
     assert report["test_set"] == {"difficulty": "mild", "patches": 164, "digest": test_set.digest,
                                   "expected_digest": test_set.expected_digest,
                                   "digest_matches": test_set.digest_matches}
-    assert report["toolbox"] == {"fingerprint": toolbox_fingerprint(toolbox), "version": 0,
+    assert report["toolbox"] == {"fingerprint": toolbox.fingerprint(), "version": 0,
                                  "metadata": {"provenance": "random test toolbox"}}
     assert {"packages", "git_commit", "torch"} <= report["provenance"].keys()
     metrics, chains = report["metrics"], report["per_patch"]["chain"]
@@ -62,7 +62,7 @@ def test_command_line_writes_the_report_atomically(tmp_path, monkeypatch, capsys
     assert writes == [str(out)] and [p.name for p in out.parent.iterdir()] == ["stop.json"]
     report = json.loads(out.read_text())
     assert report["agent"] == {"name": "stop", "chain": []} and report["metrics"]["psnr_gain"] == 0.0
-    assert report["metrics"]["chain_length"] == 0 and report["toolbox"]["fingerprint"] == toolbox_fingerprint(toolbox)
+    assert report["metrics"]["chain_length"] == 0 and report["toolbox"]["fingerprint"] == toolbox.fingerprint()
     assert report["test_set"]["digest"] == load_test_set("severe").digest
     printed = capsys.readouterr().out
     assert "stop on severe (164 patches" in printed and f"wrote {out}" in printed
@@ -88,7 +88,7 @@ def test_bad_arguments_exit_with_a_clear_message(argv, message, capsys):
 
 
 def test_bad_arguments_from_python(toolbox):
-    assert AGENTS[-2:] == ("lstm-dqn", "official") and "exhaustive-oracle" in AGENTS
+    assert AGENTS[-3:] == ("lstm-dqn", "official", "sb3") and "exhaustive-oracle" in AGENTS
     with pytest.raises(ValueError, match="known agents: random, stop, best-tool, best-chain, greedy-oracle"):
         make_policy("oracle", toolbox, "mild")
     with pytest.raises(ValueError, match="unknown difficulty"):

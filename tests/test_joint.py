@@ -9,8 +9,7 @@ import yaml
 from stable_baselines3 import PPO
 
 from agents import sb3
-from agents.baselines import toolbox_fingerprint
-from agents.lstm_dqn import AGENT_FILE, JOINT_TOOLBOX_FILE, PRESETS, Config, QNetwork, agent_payload, preset, train
+from agents.lstm_dqn import AGENT_FILE, JOINT_TOOLBOX_FILE, PRESETS, Config, preset, train
 from restore_gym import joint
 from restore_gym.engine import STATE_RANGE, STOP, EpisodeReport
 from restore_gym.env import RLRestoreEnv
@@ -18,12 +17,13 @@ from restore_gym.joint import (
     SHIPPED_WEIGHTS_DIR,
     JointConfig,
     JointTrainer,
-    JointTrainingCallback,
     JointTrainingError,
     chain_gradients,
     check_output_path,
     finetune,
 )
+from restore_gym.lstm_dqn import QNetwork, agent_payload
+from restore_gym.sb3_joint import JointTrainingCallback
 from restore_gym.toolbox import NUM_TOOLS, Toolbox, atomic_torch_save
 from restore_gym.vector_env import RLRestoreVectorEnv
 
@@ -89,7 +89,7 @@ def test_rounds_change_the_shared_tools_in_place_for_every_env(tools):
     seen = {"single": [], "vector": []}
     single.add_episode_listener(seen["single"].extend)
     vec.add_episode_listener(seen["vector"].extend)
-    before, fingerprint = _weights(tools), toolbox_fingerprint(tools)
+    before, fingerprint = _weights(tools), tools.fingerprint()
 
     single.reset(seed=0)
     single.step(4)
@@ -105,7 +105,7 @@ def test_rounds_change_the_shared_tools_in_place_for_every_env(tools):
     vec.step(np.array([STOP, STOP, 0]))  # rows 0 and 1 end: the sixth episode starts round 1, the seventh waits
     assert trainer.rounds == 1 and tools.version == 1 and len(trainer.buffer) == 5 and trainer.pending == 1
     assert single.toolbox is vec.toolbox is tools and not tools.training
-    assert not _same(before, _weights(tools)) and toolbox_fingerprint(tools) != fingerprint
+    assert not _same(before, _weights(tools)) and tools.fingerprint() != fingerprint
 
     rng = np.random.default_rng(0)
     degraded, clean = rng.random((63, 63, 3)).astype(np.float32), rng.random((63, 63, 3)).astype(np.float32)
@@ -148,7 +148,7 @@ def _agent_file(path, toolbox):
     network = QNetwork()
     with torch.no_grad():
         network.q.bias[3] = 100.0  # always tool 4: non-empty chains
-    atomic_torch_save(agent_payload(network, Config(), toolbox, 0), path)
+    atomic_torch_save(agent_payload(network, asdict(Config()), toolbox, 0), path)
     return path
 
 

@@ -11,10 +11,9 @@ import yaml
 from conftest import OFFICIAL_DIR, REPO_ROOT
 
 from agents import lstm_dqn, single_network
-from agents.lstm_dqn import QNetwork
 from benchmarks import leaderboard as lb
-from restore_gym.cli import main as cli_main
 from restore_gym.data import load_test_set
+from restore_gym.lstm_dqn import QNetwork
 
 SMOKE = REPO_ROOT / "benchmarks" / "leaderboard-smoke.yml"
 DIFFICULTIES = ["mild", "moderate", "severe"]
@@ -252,7 +251,7 @@ def test_more_patches_invalidate_results_and_the_dry_run_plans(sweeps, capsys, t
     path = tmp_path / "smoke.yml"
     path.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE.read_text()), "runs": str(root / "runs"),
                                     "out": str(root / "out")}))
-    assert cli_main(["leaderboard", "--config", str(path), "--dry-run"]) == 0
+    assert lb.main(["--config", str(path), "--dry-run"]) == 0
     assert "0 jobs, about 0.0 h; 24 finished results kept" in capsys.readouterr().out
 
 

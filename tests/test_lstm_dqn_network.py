@@ -6,15 +6,9 @@ import torch
 from conftest import OFFICIAL_DIR
 from PIL import Image
 
-from agents import lstm_dqn
-from agents.lstm_dqn import (
-    NUM_ACTIONS,
-    STOP_ACTION,
-    TF_SHAPES,
-    QNetwork,
-    greedy_chain,
-    previous_tool_onehot,
-)
+from restore_gym import lstm_dqn
+from restore_gym.engine import NUM_ACTIONS, STOP
+from restore_gym.lstm_dqn import TF_SHAPES, QNetwork, greedy_chain, previous_tool_onehot
 from restore_gym.metrics import psnr_batch
 from restore_gym.tf_checkpoint import CheckpointError, read_official_agent
 from restore_gym.toolbox import Toolbox
@@ -160,7 +154,7 @@ def test_forward_shapes_and_recurrent_state():
 
 
 def test_previous_tool_onehot():
-    onehot = previous_tool_onehot(torch.tensor([-1, 0, 5, 11, STOP_ACTION]))
+    onehot = previous_tool_onehot(torch.tensor([-1, 0, 5, 11, STOP]))
     assert onehot.shape == (5, 12) and onehot.dtype == torch.float32
     assert onehot.sum(dim=1).tolist() == [0, 1, 1, 1, 0]
     assert onehot[1, 0] == onehot[2, 5] == onehot[3, 11] == 1

@@ -11,28 +11,24 @@ from agents.lstm_dqn import (
     CHECKPOINT_FILE,
     LOG_FILE,
     PRESETS,
-    STOP_ACTION,
     Config,
     EpisodeCollector,
     EpisodeGroup,
     EpisodeReplay,
-    LSTMDQNPolicy,
-    QNetwork,
     build_parser,
     crossings,
     dqn_loss,
-    evaluate,
     learning_rate,
     linear_schedule,
-    load_agent,
-    load_pretrained_agent,
     parse_overrides,
     preset,
     stored_config,
     td_targets,
-    toolbox_info,
     train,
 )
+from restore_gym.engine import STOP
+from restore_gym.evaluation import evaluate
+from restore_gym.lstm_dqn import LSTMDQNPolicy, QNetwork, load_agent, load_pretrained_agent, toolbox_info
 from restore_gym.rollout import run_one_episode_each
 from restore_gym.tf_checkpoint import CheckpointError
 from restore_gym.toolbox import Toolbox
@@ -191,7 +187,7 @@ def test_loss_hand_example_with_terminal_steps_and_group_weights():
     # t=0: Q = 0.1 * 5 = 0.5; y = 0.3 + 0.9 * max_a Q'(s_1) = 0.3 + 0.9 * (0.2 * 13 + 1 + 10) = 12.54.
     # t=1: Q = 0.2 * 13 + 1 (one step seen) + 10 (tool 4 fed as previous) = 13.6; y = 0 (terminal).
     images = torch.stack([torch.full((3, 63, 63), 0.1), torch.full((3, 63, 63), 0.2)]).expand(3, 2, 3, 63, 63)
-    b = EpisodeGroup(images, torch.tensor([[4, STOP_ACTION]] * 3), torch.tensor([[0.3, 0.0]] * 3), weight=0.75)
+    b = EpisodeGroup(images, torch.tensor([[4, STOP]] * 3), torch.tensor([[0.3, 0.0]] * 3), weight=0.75)
     huber_a = 0.5 * 0.5**2
     huber_b = ((12.54 - 0.5 - 0.5) + (13.6 - 0.5)) / 2
     loss = dqn_loss(CountingNetwork(), CountingNetwork(), [a, b], gamma)
@@ -218,8 +214,8 @@ def test_collector_stores_every_finished_episode_and_never_the_autoreset_step(sh
     assert set(lengths.tolist()) == {1, 2, 3}
     for start, length, report in zip(starts, lengths, reports):
         actions = replay.actions[start : start + length].tolist()
-        assert STOP_ACTION not in actions[:-1]
-        assert [a for a in actions if a != STOP_ACTION] == list(report.chain)
+        assert STOP not in actions[:-1]
+        assert [a for a in actions if a != STOP] == list(report.chain)
         np.testing.assert_array_equal(replay.images[start], report.degraded.numpy())
 
 
@@ -245,16 +241,14 @@ def test_policy_resets_its_lstm_state_on_new_episodes(toolbox):
     np.testing.assert_array_equal(runs[0]["psnr_final"], runs[1]["psnr_final"])
 
 
-def test_evaluate_returns_sane_numbers_on_a_small_test_env(toolbox):
+def test_an_agent_evaluates_with_sane_numbers_on_a_few_test_patches(toolbox):
     torch.manual_seed(2)
-    vec = RLRestoreVectorEnv(4, difficulty="moderate", split="test", toolbox=toolbox)
-    result = evaluate(LSTMDQNPolicy(QNetwork()), vec)
-    assert result["patches"] == 4 and result["difficulty"] == "moderate"
-    assert 10.0 < result["psnr_input"] < 40.0 and np.isfinite(result["psnr"])
-    assert result["gain"] == pytest.approx(result["psnr"] - result["psnr_input"], abs=1e-9)
-    assert 0.0 <= result["chain_length"] <= 3.0 and len(result["test_set_digest"]) == 64
-    with pytest.raises(ValueError, match="split='test'"):
-        evaluate(LSTMDQNPolicy(QNetwork()), RLRestoreVectorEnv(2, toolbox=toolbox))
+    report = evaluate(LSTMDQNPolicy(QNetwork()), "moderate", toolbox, max_patches=4)
+    metrics = report["metrics"]
+    assert report["patches"] == 4 and report["difficulty"] == "moderate"
+    assert 10.0 < metrics["psnr_input"] < 40.0 and np.isfinite(metrics["psnr"])
+    assert metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["psnr_input"], abs=1e-9)
+    assert 0.0 <= metrics["chain_length"] <= 3.0 and len(report["test_set"]["digest"]) == 64
 
 
 def _log_without_speed(path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents import evaluate as evaluation
 from agents import single_network as sn
+from restore_gym import evaluation, networks
 from restore_gym.data import load_test_set
 from restore_gym.toolbox import TOOL_SPECS, count_macs, count_parameters
 
@@ -16,7 +16,7 @@ TOOLBOX_PARAMETERS = 436_068
 
 def test_parameter_counts_and_costs():
     assert sum(spec.params for spec in TOOL_SPECS) == TOOLBOX_PARAMETERS
-    dncnn, vdsr, small = (sn.build_network(arch) for arch in ("dncnn", "vdsr", "vdsr-s"))
+    dncnn, vdsr, small = (networks.build_network(arch) for arch in ("dncnn", "vdsr", "vdsr-s"))
     assert count_parameters(dncnn) == 428_123  # depth 17, width 56: within 2% of the toolbox
     assert abs(count_parameters(dncnn) - TOOLBOX_PARAMETERS) / TOOLBOX_PARAMETERS < 0.02
     assert count_parameters(vdsr) == 668_227  # 20 layers of 64 channels, 3 in and out
@@ -29,10 +29,10 @@ def test_parameter_counts_and_costs():
     assert count_macs(vdsr) == 63 * 63 * (668_227 - biases)  # every weight once per pixel (SAME padding)
 
 
-@pytest.mark.parametrize("arch", list(sn.ARCHITECTURES))
+@pytest.mark.parametrize("arch", list(networks.ARCHITECTURES))
 def test_networks_keep_the_shape_and_are_residual(arch):
     torch.manual_seed(0)
-    network = sn.build_network(arch).eval()
+    network = networks.build_network(arch).eval()
     x = torch.rand(2, 3, 21, 21)
     with torch.no_grad():
         body = network.body(x)
@@ -43,7 +43,7 @@ def test_networks_keep_the_shape_and_are_residual(arch):
 
 
 def test_presets_and_config_checks():
-    for arch in sn.ARCHITECTURES:
+    for arch in networks.ARCHITECTURES:
         cfg = sn.preset("cpu", arch)
         assert cfg.iterations == sn.CPU_ITERATIONS[arch] and cfg.batch_size == 16 and cfg.patch_size == 41
         assert 20 * 60 <= cfg.iterations * sn.seconds_per_iteration(cfg) <= 30 * 60
@@ -93,7 +93,7 @@ def test_training_writes_its_files(trained, smoke_config):
     rows = list(csv.DictReader((out / "log.csv").open()))
     assert [int(r["iteration"]) for r in rows] == [2, 4]
     assert float(rows[-1]["val_psnr_in"]) > 0
-    loaded, payload = sn.load_network(out / "network.pt")
+    loaded, payload = networks.load_network(out / "network.pt")
     assert payload["iteration"] == 4 and payload["config"]["seed"] == smoke_config.seed
     for a, b in zip(loaded.state_dict().values(), network.state_dict().values()):
         assert torch.equal(a, b)
@@ -132,13 +132,13 @@ def test_foreign_files_are_refused(tmp_path):
     bogus = tmp_path / "network.pt"
     torch.save({"weights": torch.zeros(2)}, bogus)
     with pytest.raises(ValueError, match="is not a single-network file"):
-        sn.load_network(bogus)
+        networks.load_network(bogus)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        sn.load_network(tmp_path / "missing.pt")
+        networks.load_network(tmp_path / "missing.pt")
 
 
 def test_evaluation_in_one_pass(trained):
-    network, _ = sn.load_network(trained[0] / "network.pt")
+    network, _ = networks.load_network(trained[0] / "network.pt")
     result = evaluation.run_network(network, "severe", max_patches=5, details={"seed": 0})
     report = result.report
     test_set = load_test_set("severe")

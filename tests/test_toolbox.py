@@ -306,7 +306,7 @@ def test_the_shipped_toolboxes_load_offline():
     assert plain.version == 0 and joint.version > 0  # joint: rounds of fine-tuning on the shipped agent's chains
     assert joint.metadata["base_toolbox"]["metadata"]["name"] == plain.metadata["name"]
     assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), joint.state_dict().values()))
-    with pytest.raises(ValueError, match="unknown toolbox variant 'best'; choose one of plain, joint"):
+    with pytest.raises(ValueError, match="unknown toolbox variant 'best'; choose one of plain, v2, joint"):
         Toolbox.pretrained(variant="best")
 
 
