@@ -37,6 +37,7 @@ DIGEST_COMMAND = f"(cd restore_gym/weights && sha256sum *.pt > {DIGESTS_FILE})"
 # What write_atomic's temp files are called: mkstemp's 8 random characters between the prefix and suffix.
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 _VERIFIED: set[tuple[str, int, int]] = set()
+RESTORE_ADVICE = "restore it from a copy or write it anew"
 _started = time.time()  # when this process imported this module (reset in a forked child)
 
 
@@ -199,10 +200,12 @@ def _archive_problem(path: Path) -> str | None:
     return f"archive member {bad!r} fails its CRC check" if bad else None
 
 
-def verify_torch_file(path: str | os.PathLike, unreadable: type[Exception] = ValueError) -> None:
-    """``unreadable`` naming ``path`` and what to do unless its bytes are those written: a file shipped in
-    ``restore_gym/weights/`` must match its recorded SHA-256, any other its archive's CRCs (see the module
-    docstring). A file is verified once per process per (path, modification time, size)."""
+def verify_torch_file(path: str | os.PathLike, unreadable: type[Exception] = ValueError,
+                      advice: str = RESTORE_ADVICE) -> None:
+    """``unreadable`` naming ``path`` and what to do (``advice`` for a damaged file that is not shipped) unless its
+    bytes are those written: a file shipped in ``restore_gym/weights/`` must match its recorded SHA-256, any
+    other its archive's CRCs (see the module docstring). A file is verified once per process per (path,
+    modification time, size)."""
     path = Path(path)
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
@@ -215,24 +218,23 @@ def verify_torch_file(path: str | os.PathLike, unreadable: type[Exception] = Val
     else:
         problem = _archive_problem(path)
         if problem:
-            raise unreadable(f"{path} is damaged: {problem}; its bytes changed after it was written, so restore it "
-                             "from a copy or write it anew")
+            raise unreadable(f"{path} is damaged: {problem}; its bytes changed after it was written: {advice}")
     _VERIFIED.add(key)
 
 
 def load_torch_file(path: str | os.PathLike, what: str, missing: type[Exception] = FileNotFoundError,
-                    unreadable: type[Exception] = ValueError) -> Any:
+                    unreadable: type[Exception] = ValueError, advice: str = RESTORE_ADVICE) -> Any:
     """``torch.load`` of ``path`` (weights only, onto the CPU) after :func:`verify_torch_file`; ``missing`` or
     ``unreadable`` naming the file and ``what`` it should be when it does not exist, is damaged or cannot be
-    read."""
+    read (truncated, say), the latter two with ``advice``."""
     path = Path(path)
     if not path.is_file():
         raise missing(f"{what} {path} does not exist")
-    verify_torch_file(path, unreadable)
+    verify_torch_file(path, unreadable, advice)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for foreign or damaged files
-        raise unreadable(f"{path} is not a readable {what} (torch.load failed: {error})") from error
+        raise unreadable(f"{path} is not a readable {what} (torch.load failed: {error}); {advice}") from error
 
 
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any], ignore: str | None = None,
