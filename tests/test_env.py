@@ -360,3 +360,25 @@ def test_a_listener_that_raises_leaves_the_episode_ended(toolbox):
         vec.step(np.array([STOP, 2]))
     _, rewards, _, _, info = vec.step(np.array([4, 5]))  # the stopped episode restarts instead of taking tool 5
     assert rewards[0] == 0.0 and info["toolchain"].tolist() == [[], [2, 5]]
+
+
+def test_the_async_vector_env_runs_after_the_parent_ran_a_tool(toolbox):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the forked workers inherit a thread pool that has run (the suite runs on one)
+    try:
+        env = gym.make("RLRestore-v0", toolbox=toolbox)
+        env.reset(seed=0)
+        env.step(3)
+        vec = gym.make_vec("RLRestore-v0", num_envs=2, vectorization_mode="async", toolbox=toolbox)
+        try:
+            vec.reset_async(seed=0)
+            vec.reset_wait(timeout=30)  # a hang fails here instead of blocking the suite
+            vec.step_async(np.array([3, 4]))
+            rewards = vec.step_wait(timeout=30)[1]
+        finally:
+            vec.close(terminate=True)
+    finally:
+        torch.set_num_threads(threads)
+    single = RLRestoreEnv(toolbox=toolbox)
+    single.reset(seed=1)
+    assert rewards[1] == pytest.approx(single.step(4)[1], abs=1e-4)
