@@ -1,8 +1,8 @@
 """Result files: atomic writes, verified weight files and the provenance every result records.
 
-Every file is written through a temp file ``.<name>.<8 random characters>.tmp`` beside it
-(:func:`write_atomic`); a process killed mid-write leaves that temp file behind, and
-:func:`remove_stale_temporaries` removes such leftovers when a training starts.
+:func:`write_atomic` writes a file through a temp file ``.<name>.<8 random characters>.tmp`` beside it; a
+process killed mid-write leaves that temp file behind, and :func:`remove_stale_temporaries` removes such
+leftovers when a training starts.
 
 Torch files are verified before they are loaded (:func:`verify_torch_file`, once per process per file
 version): a file shipped in ``restore_gym/weights/`` must match its SHA-256 recorded in

@@ -7,21 +7,20 @@ is the config's draw (:mod:`restore_gym.tool_data`): the paper's slight noise an
 toolboxes v1 and v2), or the distortions and middle states the MDP hands the tool (``context="mdp"``, the
 presets' default since toolbox v3).
 
-Per tool the run writes a resumable checkpoint (network, optimiser, schedule, iteration, random
-states) every ``--checkpoint-every`` iterations, its final weights with the config and iteration count
-that produced them, and rows of a CSV log with the loss and the validation PSNR gain. When every
-requested tool is done, ``toolbox.pt`` assembles them (tools not trained in this run come from
-``--init``, which defaults to an untrained toolbox). With
-``--warm-start`` the trained tools start from ``--init``'s weights instead of a fresh initialisation, to
-train them further. A fresh tool starts with its output convolution at zero (``zero_init_output``), so
-it begins as the identity. Each clean patch is rotated, mirrored and its colour channels reordered at
-random (``augment``) before it is distorted. Every file is written atomically (the log's rows are appended
-and synced); at its start a run removes the temp files that a killed run left in ``--out``
-(:func:`restore_gym.records.remove_stale_temporaries`). An interrupted run resumes where its checkpoints
-left it, and only under the config it was started with (iteration counts may grow). A finished tool is
-reused only if it was trained under the same config and for the iteration count asked for now;
-otherwise, and for finished files that predate this record, the run stops with an error saying what to
-do, rather than label old weights with a new config.
+Per tool the run writes a resumable checkpoint (network, optimiser, schedule, iteration, random states)
+every ``--checkpoint-every`` iterations, its final weights with the config and iteration count that
+produced them, and rows of a CSV log with the loss and the validation PSNR gain. When every requested
+tool is done, ``toolbox.pt`` assembles them (tools not trained in this run come from ``--init``, which
+defaults to an untrained toolbox). With ``--warm-start`` the trained tools start from ``--init``'s
+weights instead of a fresh initialisation, to train them further. A fresh tool starts with its output
+convolution at zero (``zero_init_output``), so it begins as the identity. Each clean patch is rotated,
+mirrored and its colour channels reordered at random (``augment``) before it is distorted. Every file is
+written atomically (the log's rows are appended and synced); at its start a run removes the temp files
+that a killed run left in ``--out`` (:func:`restore_gym.records.remove_stale_temporaries`). An
+interrupted run resumes where its checkpoints left it, and only under the config it was started with
+(iteration counts may grow). A finished tool is reused only if it was trained under the same config and
+for the iteration count asked for now; otherwise, and for finished files that predate this record, the
+run stops with an error saying what to do, rather than label old weights with a new config.
 """
 
 from __future__ import annotations
