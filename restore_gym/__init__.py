@@ -3,7 +3,14 @@
 Importing the package registers ``RLRestore-v0`` (moderate; ``difficulty=`` changes it) and the fixed
 variants ``RLRestoreMild-v0``, ``RLRestoreModerate-v0`` and ``RLRestoreSevere-v0``, each with its batched
 vector environment.
+
+It also makes every process forked from this one run torch on one CPU thread: a forked child inherits
+torch's thread pool in a state that deadlocks its next parallel operation (GNU OpenMP), so without this
+``gym.make_vec(..., vectorization_mode="async")`` hangs once the parent has run a tool.
 """
+
+import os
+import sys
 
 from gymnasium.envs.registration import register, registry
 
@@ -20,3 +27,13 @@ for _env_id, _kwargs in _VARIANTS.items():
             vector_entry_point="restore_gym.vector_env:RLRestoreVectorEnv",
             kwargs=_kwargs,
         )
+
+
+def _one_torch_thread() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_one_torch_thread)

@@ -21,8 +21,9 @@ Sources
   graf3, leuvenB, right, rubberwhale2: the same scene again). The HTML manual's figures are not used. Debian's
   package has no lena (its repack of the source excludes it).
 
-The packages are fetched with ``apt-get download`` into a temporary folder (``apt-get update`` is run
-once if a download fails) and unpacked with ``dpkg-deb -x``; nothing is installed. Their version comes from
+The packages are fetched with ``apt-get download`` into a temporary folder and unpacked with ``dpkg-deb -x``;
+nothing is installed. When a download fails, ``--apt-update`` runs ``apt-get update`` (which refreshes the
+system's package lists) once and tries again; without it the error says so. Their version comes from
 ``dpkg-deb -f``; each package's Debian copyright file is copied to ``licenses/<package>.copyright`` and
 the licence of each image is read from its machine-readable stanza (``license`` and ``copyright``).
 
@@ -57,10 +58,13 @@ Output
 collide), ``licenses/<package>.copyright``, and ``MANIFEST.json``: the rules, the sources, and for every
 image its source and version, path in the package, original size, estimated JPEG quality, downscale
 factor, final size (sizes are ``[width, height]``), SHA-256 of the PNG, licence and copyright; also every
-listed image that was skipped and why. The same packages give the same files and manifest. The folder is
-written next to its destination and renamed into place, so an interrupted run leaves no half corpus; an
-existing complete corpus is only reported unless ``--force``. The default destination is
-``$RESTORE_GYM_CACHE/corpus``, else ``$XDG_CACHE_HOME/restore-gym/corpus`` (``~/.cache/restore-gym/corpus``).
+listed image that was skipped and why. The same packages give the same files and manifest. The corpus is
+written in a folder next to its destination and renamed into place (into an existing folder file by file,
+its manifest last), so an interrupted run leaves no half corpus. An existing complete corpus is only
+reported; any other non-empty destination is refused unless ``--force``, and even then only the corpus's
+own files there (``MANIFEST.json``, ``licenses/`` and the images the manifest lists) are replaced: the
+builder never deletes a file it did not write. The default destination is ``$RESTORE_GYM_CACHE/corpus``,
+else ``$XDG_CACHE_HOME/restore-gym/corpus`` (``~/.cache/restore-gym/corpus``).
 """
 
 from __future__ import annotations
@@ -408,7 +412,7 @@ def _examine(candidate: Candidate, tests: dict[str, np.ndarray]) -> Kept | str:
             quality = jpeg_quality(image)
             alpha = np.asarray(image.convert("RGBA"))[..., 3] if image.mode in ("RGBA", "LA", "PA", "P") else None
             rgb = Image.fromarray(to_rgb(image))
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
         return f"unreadable: {error}"
     own = fingerprint(rgb)
     for name, test_print in tests.items():
@@ -469,13 +473,47 @@ def select(candidates: Sequence[Candidate], tests: dict[str, np.ndarray]) -> tup
 # ---------------------------------------------------------------------------------------------- output
 
 
+def _listed_files(out_dir: Path) -> list[str]:
+    """The image files that the manifest in ``out_dir`` lists; ValueError naming it if it cannot be read."""
+    path = out_dir / MANIFEST
+    try:
+        files = [entry["file"] for entry in json.loads(path.read_text())["images"]]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a readable corpus manifest ({type(error).__name__}: {error})") from None
+    if not all(isinstance(name, str) for name in files):
+        raise ValueError(f"{path} is not a readable corpus manifest (a file name is not a string)")
+    return files
+
+
+def corpus_problem(out_dir: Path) -> str | None:
+    """Why ``out_dir`` holds no complete corpus (no manifest, an unreadable one, a listed image missing), or
+    None if it does."""
+    if not (out_dir / MANIFEST).is_file():
+        return f"{out_dir / MANIFEST} does not exist"
+    try:
+        files = _listed_files(out_dir)
+    except (OSError, ValueError) as error:
+        return str(error)
+    missing = [name for name in files if not (out_dir / name).is_file()]
+    if missing:
+        return f"{len(missing)} image(s) that {out_dir / MANIFEST} lists are missing, e.g. {missing[0]}"
+    return None
+
+
 def corpus_is_complete(out_dir: Path) -> bool:
     """Whether ``out_dir`` holds a manifest and every file it lists."""
+    return corpus_problem(out_dir) is None
+
+
+def _own_files(out_dir: Path) -> list[str]:
+    """The names in ``out_dir`` that a corpus wrote: its manifest, ``licenses/`` and the plain file names the
+    manifest lists (all of them that exist; only the first two if the manifest cannot be read)."""
     try:
-        manifest = json.loads((out_dir / MANIFEST).read_text())
-        return all((out_dir / entry["file"]).is_file() for entry in manifest["images"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+        listed = [name for name in _listed_files(out_dir) if name == Path(name).name and name not in ("", ".", "..")]
+    except (OSError, ValueError):
+        listed = []
+    own = [name for name in listed if (out_dir / name).is_file() and not (out_dir / name).is_symlink()]
+    return [name for name in (MANIFEST, "licenses") if (out_dir / name).exists()] + sorted(set(own) - {MANIFEST})
 
 
 def _file_names(kept: Sequence[Kept]) -> list[str]:
@@ -553,8 +591,8 @@ def _manifest(
 def write_corpus(out_dir: Path, packages: Sequence[ExtractedPackage], min_downscale: int) -> Path:
     """Select the images of the built-in train split and of ``packages`` and publish them in ``out_dir``.
 
-    Everything is written into a temporary sibling folder that is renamed to ``out_dir`` at the end
-    (replacing an existing corpus), so ``out_dir`` never holds a half corpus.
+    Everything is written into a temporary sibling folder that then replaces the corpus files of ``out_dir``
+    (:func:`_publish`; files the corpus did not write stay), so ``out_dir`` never holds a half corpus.
     """
     candidates = builtin_candidates("train")
     builtin = {"version": candidates[0].version, "root": "skimage/data", "photos": list(BUILTIN_SPLITS["train"])}
@@ -605,19 +643,34 @@ def write_corpus(out_dir: Path, packages: Sequence[ExtractedPackage], min_downsc
 
 
 def _publish(staging: Path, out_dir: Path) -> None:
-    """Rename ``staging`` to ``out_dir``, replacing a corpus already there (put back if the rename fails)."""
+    """Move the corpus in ``staging`` into ``out_dir``: a rename if ``out_dir`` does not exist, else file by
+    file, the old manifest out first and the new one in last, after the old corpus's own files
+    (:func:`_own_files`) went aside; those are put back if a move fails. Files the corpus did not write are
+    never touched: CorpusError, before anything moves, if one is in the way of a new file."""
     if not out_dir.exists():
         os.replace(staging, out_dir)
         return
+    own = _own_files(out_dir)
+    new = sorted(p.name for p in staging.iterdir() if p.name != MANIFEST) + [MANIFEST]
+    blocking = [name for name in new if os.path.lexists(out_dir / name) and name not in own]
+    if blocking:
+        raise CorpusError(f"{len(blocking)} file(s) in {out_dir} that the corpus would replace were not written by it "
+                          f"(as far as its manifest says), e.g. {blocking[0]}; move them elsewhere (or delete the "
+                          "folder if it only holds an old corpus) or choose another --out")
     retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    os.replace(out_dir, retired / out_dir.name)
+    moves = [(out_dir / name, retired / name) for name in own] + [(staging / name, out_dir / name) for name in new]
+    done: list[tuple[Path, Path]] = []
     try:
-        os.replace(staging, out_dir)
-    except OSError:
-        os.replace(retired / out_dir.name, out_dir)
+        for source, target in moves:
+            os.replace(source, target)
+            done.append((source, target))
+    except BaseException:
+        for source, target in reversed(done):
+            os.replace(target, source)
         retired.rmdir()
         raise
     shutil.rmtree(retired)
+    staging.rmdir()
 
 
 # -------------------------------------------------------------------------------------------- fetching
@@ -627,8 +680,9 @@ def _run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedPro
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
 
 
-def fetch_package(source: PackageSource, workdir: Path) -> ExtractedPackage:
-    """``apt-get download`` the package into ``workdir`` (after ``apt-get update`` if that fails) and unpack it."""
+def fetch_package(source: PackageSource, workdir: Path, apt_update: bool = False) -> ExtractedPackage:
+    """``apt-get download`` the package into ``workdir`` and unpack it; if the download fails and ``apt_update``,
+    ``apt-get update`` and one more try."""
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise CorpusError(
@@ -638,17 +692,21 @@ def fetch_package(source: PackageSource, workdir: Path) -> ExtractedPackage:
     download = workdir / source.package
     download.mkdir(parents=True)
     result = _run(["apt-get", "download", source.package], cwd=download)
-    if result.returncode != 0:
+    update = None
+    if result.returncode != 0 and apt_update:
         log.info("apt-get download %s failed; running apt-get update and trying again", source.package)
         update = _run(["apt-get", "update"])
         result = _run(["apt-get", "download", source.package], cwd=download)
-        if result.returncode != 0:
-            details = (result.stderr or result.stdout).strip().splitlines()[-3:]
-            if update.returncode != 0:
-                details += (update.stderr or update.stdout).strip().splitlines()[-2:]
-            raise CorpusError(
-                f"could not download Debian package {source.package}: {' | '.join(details)}; {FALLBACK_HINT}"
-            )
+    if result.returncode != 0:
+        details = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        if update is None:
+            details.append("if apt's package lists are out of date, run again with --apt-update (runs apt-get "
+                           "update, which refreshes the system's package lists)")
+        elif update.returncode != 0:
+            details += (update.stderr or update.stdout).strip().splitlines()[-2:]
+        raise CorpusError(
+            f"could not download Debian package {source.package}: {' | '.join(details)}; {FALLBACK_HINT}"
+        )
     debs = sorted(download.glob(f"{source.package}_*.deb"))
     if len(debs) != 1:
         raise CorpusError(f"apt-get download {source.package} left {len(debs)} .deb files in {download}")
@@ -665,21 +723,30 @@ def default_out_dir() -> Path:
     return cache_dir() / "corpus"
 
 
-def build_corpus(out_dir: Path | None = None, *, min_downscale: int = 2, force: bool = False) -> Path:
-    """Build the corpus (see the module documentation) in ``out_dir``; an existing complete one is kept unless
-    ``force``. Returns the folder."""
+def build_corpus(out_dir: Path | None = None, *, min_downscale: int = 2, force: bool = False,
+                 apt_update: bool = False) -> Path:
+    """Build the corpus (see the module documentation) in ``out_dir``; returns the folder.
+
+    An existing complete corpus is kept (and reported); any other non-empty ``out_dir`` is a CorpusError
+    naming it unless ``force``, which replaces the corpus's own files there and nothing else. ``apt_update``
+    allows ``apt-get update`` when a download fails.
+    """
     if min_downscale not in DOWNSCALES:
         raise ValueError(f"min_downscale must be one of {DOWNSCALES}, got {min_downscale}")
     out_dir = Path(out_dir).expanduser().absolute() if out_dir is not None else default_out_dir()
     if out_dir.resolve().is_relative_to(Path(__file__).resolve().parent):
         raise CorpusError(f"{out_dir} is inside the restore_gym package; choose a folder outside it")
-    if corpus_is_complete(out_dir) and not force:
+    problem = corpus_problem(out_dir)
+    if problem is None and not force:
         log.info("a complete corpus is already in %s (pass --force to rebuild it)", out_dir)
         return out_dir
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).exists():
-        raise CorpusError(f"{out_dir} exists and is not a corpus (no {MANIFEST}); remove it or choose another --out")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CorpusError(f"{out_dir} is not a folder; choose another --out")
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise CorpusError(f"{out_dir} is not empty and holds no complete corpus ({problem}); choose another --out, "
+                          "or pass --force to replace the corpus files there (files the corpus did not write stay)")
     with tempfile.TemporaryDirectory(prefix="restore-gym-debs-") as workdir:
-        packages = [fetch_package(source, Path(workdir)) for source in PACKAGE_SOURCES]
+        packages = [fetch_package(source, Path(workdir), apt_update) for source in PACKAGE_SOURCES]
         return write_corpus(out_dir, packages, min_downscale)
 
 
@@ -710,7 +777,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=2,
         help="smallest area-averaging factor for the package photos (default 2)",
     )
-    parser.add_argument("--force", action="store_true", help="rebuild even if a complete corpus exists")
+    parser.add_argument("--force", action="store_true", help="rebuild even if a complete corpus exists, or "
+                        "replace the corpus files of a damaged one (other files in the folder stay)")
+    parser.add_argument("--apt-update", action="store_true",
+                        help="if a download fails, run apt-get update (refreshes the system's package lists) and retry")
     parser.add_argument("--verbose", action="store_true", help="log every kept and skipped image")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -718,7 +788,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.setLevel(logging.DEBUG)
     start = time.perf_counter()
     try:
-        out_dir = build_corpus(args.out, min_downscale=args.min_downscale, force=args.force)
+        out_dir = build_corpus(args.out, min_downscale=args.min_downscale, force=args.force,
+                               apt_update=args.apt_update)
     except CorpusError as error:
         print(f"error: {error}")
         return 1

@@ -15,7 +15,11 @@ Every image is used at the scales 1, 2/3 and 1/3 (Pillow's antialiased bicubic r
 The frozen test sets (:func:`load_test_set`) cover the built-in test split at stride 63 over the three
 scales, each patch with its own degradation draw from a fixed seed. Their SHA-256 digests are recorded
 in ``testsets.json``; a set whose bytes differ (another JPEG library, say) loads with a loud warning and
-carries the digest it was built with, for every result to record.
+carries the digest it was built with, for every result to record. A cached set that cannot be read or
+whose patches no longer match the digest it was cached with is rebuilt, with a warning naming the file.
+
+Images that cannot be read (truncated, unidentified, or over Pillow's decompression-bomb limit) are
+skipped with a warning naming them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import math
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,7 +264,7 @@ class FolderImages(ImageSource):
                 with Image.open(self.root / relative) as image:
                     image.load()
                     array = to_rgb(image)
-            except (OSError, UnidentifiedImageError, ValueError) as error:
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
                 unreadable.append(f"{relative} ({error})")
                 continue
             side = min(array.shape[:2])
@@ -352,38 +357,43 @@ def _to_cache(test_set: TestSet, path: Path) -> None:
     )
 
 
-def _from_cache(path: Path, difficulty: str) -> TestSet | None:
-    try:
-        with np.load(path) as data:
-            degraded = data["degraded"].astype(np.float32) / 255.0
-            if digest_of(degraded) != str(data["digest"]):
-                return None
-            params = [
-                DegradationParams(tuple(int(k) for k in lv), float(b), float(n), int(q))
-                for lv, b, n, q in zip(data["levels"], data["blur_sigma"], data["noise_sigma"], data["jpeg_quality"])
-            ]
-            return TestSet(
-                difficulty=difficulty,
-                degraded=degraded,
-                clean=data["clean"].astype(np.float32) / 255.0,
-                params=params,
-                digest=str(data["digest"]),
-                expected_digest=expected_digests().get(difficulty),
-                sources=[tuple(s) for s in json.loads(str(data["sources"]))],
-            )
-    except (OSError, KeyError, ValueError):
-        return None
+def _from_cache(path: Path, difficulty: str) -> TestSet:
+    """The test set cached in ``path``; ValueError if its patches do not match the digest cached with them."""
+    with path.open("rb") as handle, np.load(handle) as data:  # np.load leaves a path it opened open if it fails
+        degraded = data["degraded"].astype(np.float32) / 255.0
+        if digest_of(degraded) != str(data["digest"]):
+            raise ValueError("its patches do not match the digest they were cached with")
+        params = [
+            DegradationParams(tuple(int(k) for k in lv), float(b), float(n), int(q))
+            for lv, b, n, q in zip(data["levels"], data["blur_sigma"], data["noise_sigma"], data["jpeg_quality"])
+        ]
+        return TestSet(
+            difficulty=difficulty,
+            degraded=degraded,
+            clean=data["clean"].astype(np.float32) / 255.0,
+            params=params,
+            digest=str(data["digest"]),
+            expected_digest=expected_digests().get(difficulty),
+            sources=[tuple(s) for s in json.loads(str(data["sources"]))],
+        )
 
 
 def load_test_set(difficulty: str) -> TestSet:
-    """The frozen test set of ``difficulty`` (built once, then read from the user cache).
+    """The frozen test set of ``difficulty`` (built once, then read from the user cache; a damaged cache is
+    rebuilt with a warning naming it).
 
     Warns with :class:`TestSetDigestWarning` when its bytes differ from the recorded digest; the
     returned set's ``digest`` is the one every result should record.
     """
     check_difficulty(difficulty)
     path = cache_dir() / "testsets" / f"v{TEST_SET_FORMAT}-{difficulty}.npz"
-    test_set = _from_cache(path, difficulty) if path.exists() else None
+    test_set = None
+    if path.exists():
+        try:
+            test_set = _from_cache(path, difficulty)
+        except (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as error:
+            warnings.warn(f"the cached {difficulty} test set {path} is damaged ({type(error).__name__}: {error}); "
+                          "rebuilding it", stacklevel=2)
     if test_set is None:
         test_set = build_test_set(difficulty)
         _to_cache(test_set, path)

@@ -10,12 +10,19 @@ sub-batch that chose it (:meth:`Toolbox.apply`). The image state stays float32 a
 steps, as in the authors' system, unless ``quantize`` rounds it to 8 bits after every tool.
 
 Finished episodes are reported to listeners (:class:`EpisodeReport`): the joint training of the tools
-subscribes there. The toolbox is shared by reference, never copied, and nothing computed by the tools
-is cached across steps, so tools updated in place act from the next step on.
+subscribes there. An episode is marked ended before its listeners are called, so one that raises still
+leaves it ended; stepping an ended episode is a RuntimeError. The toolbox is shared by reference, never
+copied, and nothing computed by the tools is cached across steps, so tools updated in place act from the
+next step on.
+
+Reset patches must be finite. A tool whose output holds NaN or infinite values raises
+:class:`ToolOutputError` naming it (the first such tool of the step); the episodes it ran on have ended
+(unreported) and the step changes nothing else.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,7 +41,7 @@ from restore_gym.data import (
 )
 from restore_gym.degrade import PATCH_SIZE, DegradationParams, check_difficulty
 from restore_gym.metrics import psnr_batch
-from restore_gym.toolbox import NUM_TOOLS, Toolbox
+from restore_gym.toolbox import NUM_TOOLS, TOOL_SPECS, Toolbox
 
 STOP = NUM_TOOLS
 NUM_ACTIONS = NUM_TOOLS + 1
@@ -57,6 +64,27 @@ class EpisodeReport:
 EpisodeListener = Callable[[list[EpisodeReport]], None]
 
 
+class ToolOutputError(FloatingPointError):
+    """Tool ``tool`` (the paper's number, 1..12; ``tool_name`` its name) produced NaN or infinite values on the
+    episodes in ``rows``, which have ended."""
+
+    def __init__(self, tool: int, rows: list[int]) -> None:
+        super().__init__(tool, rows)  # the arguments, so that the error pickles (vector environment workers)
+        self.tool, self.tool_name, self.rows = tool, TOOL_SPECS[tool - 1].name, rows
+
+    def __str__(self) -> str:
+        return (f"tool {self.tool} ({self.tool_name}) produced NaN or infinite values on episode(s) {self.rows}, "
+                "which have ended (call reset()); its weights are damaged or diverged: load the toolbox again "
+                "with Toolbox.load, which checks them, or retrain the tool")
+
+
+def check_flag(value: object, name: str) -> bool:
+    """``value`` if it is a bool (Python's or numpy's), else a TypeError naming the argument ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``device`` as a torch.device; a RuntimeError (no silent fallback) if it is not available here."""
     try:
@@ -73,25 +101,30 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def resolve_source(source: str | ImageSource, split: str) -> ImageSource:
+def resolve_source(source: str | os.PathLike | ImageSource, split: str) -> ImageSource:
     """``"builtin"``, ``"corpus"`` (the tools' training corpus in the user cache, built by
-    ``python -m restore_gym.corpus``), a folder path, or an :class:`ImageSource` (whose split must then
-    match ``split``)."""
+    ``python -m restore_gym.corpus``), a folder path (a string or a path object), or an :class:`ImageSource`
+    (whose split must then match ``split``)."""
     if isinstance(source, ImageSource):
         if source.split != split:
             raise ValueError(f"the image source is the {source.split!r} split but the environment's split is {split!r}")
         return source
+    if isinstance(source, os.PathLike):
+        return FolderImages(source, split)
     if not isinstance(source, str):
         raise TypeError(f"source must be 'builtin', 'corpus', a folder path or an ImageSource, got "
                         f"{type(source).__name__}")
+    if not source:
+        raise ValueError("source is an empty string; pass 'builtin', 'corpus' or the path of a folder of images")
     if source == "builtin":
         return BuiltinImages(split)
     if source == CORPUS_SOURCE:
-        from restore_gym.corpus import corpus_is_complete, default_out_dir  # its imports are only needed here
+        from restore_gym.corpus import corpus_problem, default_out_dir  # its imports are only needed here
 
-        if not corpus_is_complete(default_out_dir()):
-            raise FileNotFoundError(f"source 'corpus' needs the corpus in {default_out_dir()}; build it with "
-                                    "`python -m restore_gym.corpus` (about a minute)")
+        problem = corpus_problem(default_out_dir())
+        if problem:
+            raise FileNotFoundError(f"source 'corpus' needs the corpus in {default_out_dir()} ({problem}); build it "
+                                    "with `python -m restore_gym.corpus` (about a minute)")
         return FolderImages(default_out_dir(), split)
     return FolderImages(source, split)
 
@@ -99,7 +132,7 @@ def resolve_source(source: str | ImageSource, split: str) -> ImageSource:
 class PatchSupply:
     """Where episodes get their patches: fresh random draws (train) or a frozen test set walked in order."""
 
-    def __init__(self, source: str | ImageSource, split: str, difficulty: str) -> None:
+    def __init__(self, source: str | os.PathLike | ImageSource, split: str, difficulty: str) -> None:
         self.difficulty = check_difficulty(difficulty)
         if split not in ("train", "test"):
             raise ValueError(f"unknown split {split!r}; choose 'train' (random patches) or 'test' (frozen test set)")
@@ -139,6 +172,9 @@ def patch_from_options(options: dict) -> DegradedPatch:
         if array.shape != (PATCH_SIZE, PATCH_SIZE, 3) or not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"reset option {key!r} must be a {PATCH_SIZE} x {PATCH_SIZE} x 3 float array in "
                              f"[0, 1] (or uint8), got shape {array.shape} and dtype {array.dtype}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"reset option {key!r} holds {int((~np.isfinite(array)).sum())} NaN or infinite "
+                             "value(s); pass finite values in [0, 1]")
         if array.min() < 0.0 or array.max() > 1.0:
             raise ValueError(f"reset option {key!r} has values outside [0, 1]")
         pair.append(array.astype(np.float32))
@@ -169,6 +205,7 @@ class PatchBatch:
         self.psnr_input = np.zeros(num)
         self.psnr_now = np.zeros(num)
         self.steps = np.zeros(num, dtype=np.int64)
+        self.ended = np.ones(num, dtype=bool)  # no episode yet, or it has ended
         self.previous = np.full(num, -1, dtype=np.int64)
         self.chains: list[list[int]] = [[] for _ in range(num)]
         self.patches: list[DegradedPatch | None] = [None] * num
@@ -188,19 +225,32 @@ class PatchBatch:
         for k, row in enumerate(rows.tolist()):
             self.psnr_input[row] = self.psnr_now[row] = psnr[k]
             self.steps[row] = 0
+            self.ended[row] = False
             self.previous[row] = -1
             self.chains[row] = []
             self.patches[row] = patches[k]
 
     @torch.inference_mode()
     def step(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Apply ``actions`` to the episodes in ``rows``; returns their rewards and ``terminated`` flags."""
+        """Apply ``actions`` to the episodes in ``rows``; returns their rewards and ``terminated`` flags.
+
+        RuntimeError if one of them has ended; :class:`ToolOutputError` if a tool's output is not finite.
+        """
+        if self.ended[rows].any():
+            raise RuntimeError("step() was called on an episode that has ended or not started; call reset() first")
         rewards = np.zeros(len(rows), dtype=np.float64)
         use_tool = actions != STOP
         if use_tool.any():
             tool_rows, tools = rows[use_tool], actions[use_tool]
             index = torch.as_tensor(tool_rows, dtype=torch.long, device=self.device)
-            out = self.toolbox(self.images.index_select(0, index), tools).clamp_(*STATE_RANGE)
+            out = self.toolbox(self.images.index_select(0, index), tools)
+            finite = torch.isfinite(out).flatten(1).all(1).cpu().numpy()
+            if not finite.all():
+                culprit = tools[~finite][0]
+                ended = tool_rows[~finite & (tools == culprit)]
+                self.ended[ended] = True
+                raise ToolOutputError(int(culprit) + 1, ended.tolist())
+            out = out.clamp_(*STATE_RANGE)
             if self.quantize:
                 out = out.mul_(255.0).round_().div_(255.0)
             self.images.index_copy_(0, index, out)
@@ -215,6 +265,7 @@ class PatchBatch:
         terminated = ~use_tool | (self.steps[rows] >= MAX_TOOLS)
         if self.end_on_psnr_drop:
             terminated |= self.psnr_now[rows] < self.psnr_input[rows]
+        self.ended[rows[terminated]] = True
         if self.listeners and terminated.any():
             self._report(rows[terminated])
         return rewards, terminated

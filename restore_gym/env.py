@@ -25,6 +25,7 @@ drop, as the authors evaluated. ``options={"degraded": ..., "clean": ...}`` rest
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -41,6 +42,7 @@ from restore_gym.engine import (
     PatchBatch,
     PatchSupply,
     check_actions,
+    check_flag,
     patch_from_options,
     resolve_device,
 )
@@ -65,22 +67,35 @@ def check_render_mode(render_mode: str | None, metadata: dict) -> str | None:
     return render_mode
 
 
+def resolve_toolbox(toolbox: Toolbox | str | os.PathLike | None, device: torch.device) -> Toolbox:
+    """``toolbox`` on ``device``: a :class:`Toolbox`, the path of a toolbox file, or None for the shipped one."""
+    if toolbox is None:
+        return shared_pretrained_toolbox(device)
+    if isinstance(toolbox, (str, os.PathLike)):
+        return Toolbox.load(toolbox, device)
+    if not isinstance(toolbox, Toolbox):
+        raise TypeError(f"toolbox must be a Toolbox, the path of a toolbox file or None (the shipped one), got "
+                        f"{type(toolbox).__name__}")
+    return toolbox.to(device)
+
+
 def build_episodes(
     num: int,
     difficulty: str,
     split: str,
-    source: str | ImageSource,
-    toolbox: Toolbox | None,
+    source: str | os.PathLike | ImageSource,
+    toolbox: Toolbox | str | os.PathLike | None,
     device: str | torch.device,
     end_on_psnr_drop: bool | None,
     quantize: bool,
 ) -> tuple[PatchSupply, PatchBatch]:
     """The patch supply and the batch of ``num`` episodes behind an environment (arguments as RLRestoreEnv's)."""
+    quantize = check_flag(quantize, "quantize")
+    drop = split == "train" if end_on_psnr_drop is None else check_flag(end_on_psnr_drop, "end_on_psnr_drop")
     supply = PatchSupply(source, split, difficulty)
     resolved = resolve_device(device)
-    tools = toolbox.to(resolved) if toolbox is not None else shared_pretrained_toolbox(resolved)
-    drop = split == "train" if end_on_psnr_drop is None else bool(end_on_psnr_drop)
-    return supply, PatchBatch(num, tools, resolved, end_on_psnr_drop=drop, quantize=quantize)
+    return supply, PatchBatch(num, resolve_toolbox(toolbox, resolved), resolved, end_on_psnr_drop=drop,
+                              quantize=quantize)
 
 
 def observation_space(mode: str) -> spaces.Space:
@@ -131,12 +146,15 @@ class RLRestoreEnv(gym.Env):
     Args:
         difficulty: "mild", "moderate" (default; the paper trains on it) or "severe".
         split: "train" (fresh random patches) or "test" (the frozen test set, in order).
-        source: "builtin" (scikit-image's photos), a folder of images, or an ImageSource.
-        toolbox: the tools; default the shipped pretrained toolbox (shared by all environments of the process).
+        source: "builtin" (scikit-image's photos), "corpus", a folder of images (a string or path), or an
+            ImageSource.
+        toolbox: the tools (a Toolbox or the path of a toolbox file); default the shipped pretrained toolbox
+            (shared by all environments of the process).
         device: "cpu", "cuda" or "cuda:N"; an unavailable device is an error, never a silent fallback.
         observation: "dict", "uint8" or "image".
-        end_on_psnr_drop: end an episode when its PSNR falls below the input's (default: on for train only).
+        end_on_psnr_drop: end an episode when its PSNR falls below the input's (default None: on for train only).
         quantize: round the image state to 8 bits after every tool (default off: float32 as the paper).
+            Both flags must be bools.
         render_mode: None or "rgb_array".
     """
 
@@ -146,8 +164,8 @@ class RLRestoreEnv(gym.Env):
         self,
         difficulty: str = "moderate",
         split: str = "train",
-        source: str | ImageSource = "builtin",
-        toolbox: Toolbox | None = None,
+        source: str | os.PathLike | ImageSource = "builtin",
+        toolbox: Toolbox | str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         observation: str = "dict",
         end_on_psnr_drop: bool | None = None,
@@ -163,7 +181,6 @@ class RLRestoreEnv(gym.Env):
         self.toolbox, self.device = self.batch.toolbox, self.batch.device
         self._row = np.zeros(1, dtype=np.int64)
         self._test_index = 0
-        self._ended = True
 
     @property
     def difficulty(self) -> str:
@@ -185,27 +202,34 @@ class RLRestoreEnv(gym.Env):
         if seed is not None:
             self._test_index = 0
         if "test_index" in options:
-            if self.supply.test_set is None:
-                raise ValueError("the 'test_index' reset option needs split='test'")
-            self._test_index = int(options.pop("test_index"))
+            self._test_index = self._check_test_index(options.pop("test_index"))
         if options:
             patch = patch_from_options(options)
         else:
             patch = self.supply.draw(self.np_random, self._test_index)
             self._test_index += self.supply.test_set is not None
         self.batch.load(self._row, [patch])
-        self._ended = False
         return self._observation(), self.batch.info(0)
 
+    def _check_test_index(self, index: Any) -> int:
+        """The ``test_index`` reset option, if it is an int naming a patch of the test set."""
+        if self.supply.test_set is None:
+            raise ValueError("the 'test_index' reset option needs split='test'")
+        count = len(self.supply.test_set)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"the 'test_index' reset option must be an int in 0..{count - 1}, got {index!r} "
+                            f"({type(index).__name__})")
+        if not 0 <= index < count:
+            raise ValueError(f"test_index {index} is out of range: the {self.difficulty} test set has {count} "
+                             f"patches, 0..{count - 1}")
+        return int(index)
+
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        if self._ended:
-            raise RuntimeError("step() was called on an episode that has ended; call reset() first")
         if np.ndim(action) != 0:
             raise ValueError(f"action must be a single integer 0..{NUM_ACTIONS - 1}, got shape {np.shape(action)}")
         actions = check_actions(np.asarray(action).reshape(1), 1)
         rewards, terminated = self.batch.step(self._row, actions)
-        self._ended = bool(terminated[0])
-        return self._observation(), float(rewards[0]), self._ended, False, self.batch.info(0)
+        return self._observation(), float(rewards[0]), bool(terminated[0]), False, self.batch.info(0)
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

@@ -1,4 +1,15 @@
-"""Result files: atomic writes and the provenance every result records."""
+"""Result files: atomic writes, verified weight files and the provenance every result records.
+
+:func:`write_atomic` writes a file through a temp file ``.<name>.<8 random characters>.tmp`` beside it; a
+process killed mid-write leaves that temp file behind, and :func:`remove_stale_temporaries` removes such
+leftovers when a training starts.
+
+Torch files are verified before they are loaded (:func:`verify_torch_file`, once per process per file
+version): a file shipped in ``restore_gym/weights/`` must match its SHA-256 recorded in
+``restore_gym/weights/SHA256SUMS`` (``sha256sum`` format), any other file its zip archive's CRCs (every
+file written by ``torch.save`` is a zip archive). To ship a new or retrained weights file, record its
+digest in the same commit: ``(cd restore_gym/weights && sha256sum *.pt > SHA256SUMS)``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +17,11 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
+import time
+import zipfile
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -17,6 +31,23 @@ import numpy as np
 import torch
 
 _PACKAGES = ("restore-gym", "torch", "numpy", "gymnasium", "stable-baselines3", "sb3-contrib", "scikit-image", "Pillow")
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+DIGESTS_FILE = "SHA256SUMS"
+DIGEST_COMMAND = f"(cd restore_gym/weights && sha256sum *.pt > {DIGESTS_FILE})"
+# What write_atomic's temp files are called: mkstemp's 8 random characters between the prefix and suffix.
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+_VERIFIED: set[tuple[str, int, int]] = set()
+RESTORE_ADVICE = "restore it from a copy or write it anew"
+_started = time.time()  # when this process imported this module (reset in a forked child)
+
+
+def _restart_clock() -> None:
+    global _started
+    _started = time.time()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_restart_clock)
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -44,6 +75,19 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temp files of :func:`write_atomic` (``.<name>.<8 random characters>.tmp``) that a killed
+    process left in ``folder``: only files of exactly that name, last modified before this process started
+    (so never one being written now). Returns the removed paths."""
+    removed = []
+    for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+        if _TEMPORARY.fullmatch(path.name) and path.is_file() and not path.is_symlink() \
+                and path.stat().st_mtime < _started:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -125,16 +169,72 @@ def file_sha256(*paths: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def load_torch_file(path: Path, what: str, missing: type[Exception] = FileNotFoundError,
-                    unreadable: type[Exception] = ValueError) -> Any:
-    """``torch.load`` of ``path`` (weights only, onto the CPU); ``missing`` or ``unreadable`` naming the file
-    and ``what`` it should be when it does not exist or cannot be read."""
+def _shipped_file_problem(path: Path) -> str | None:
+    """Why the shipped weights file ``path`` is not the one recorded in SHA256SUMS, or None."""
+    digests_path = WEIGHTS_DIR / DIGESTS_FILE
+    recorded = {}
+    if digests_path.is_file():
+        for line in digests_path.read_text().splitlines():
+            digest, _, name = line.strip().partition(" ")
+            recorded[name.strip().lstrip("*")] = digest.lower()
+    if path.name not in recorded:
+        return (f"no SHA-256 is recorded for it in {digests_path}; if it is meant to be shipped, record its digest: "
+                f"{DIGEST_COMMAND}")
+    if file_sha256(path) != recorded[path.name]:
+        return (f"its SHA-256 differs from the one recorded in {digests_path}: the file is damaged; reinstall "
+                f"restore-gym (or `git checkout` the file), or, if you replaced it on purpose, record its digest: "
+                f"{DIGEST_COMMAND}")
+    return None
+
+
+def _archive_problem(path: Path) -> str | None:
+    """Why the zip archive of torch file ``path`` is damaged (a member fails its CRC check, say), or None; a
+    file that is no zip archive is left to ``torch.load`` to judge."""
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
+        return f"its zip archive cannot be read ({error})"
+    return f"archive member {bad!r} fails its CRC check" if bad else None
+
+
+def verify_torch_file(path: str | os.PathLike, unreadable: type[Exception] = ValueError,
+                      advice: str = RESTORE_ADVICE) -> None:
+    """``unreadable`` naming ``path`` and what to do (``advice`` for a damaged file that is not shipped) unless its
+    bytes are those written: a file shipped in ``restore_gym/weights/`` must match its recorded SHA-256, any
+    other its archive's CRCs (see the module docstring). A file is verified once per process per (path,
+    modification time, size)."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key in _VERIFIED:
+        return
+    if path.resolve().parent == WEIGHTS_DIR.resolve():
+        problem = _shipped_file_problem(path)
+        if problem:
+            raise unreadable(f"{path} cannot be trusted: {problem}")
+    else:
+        problem = _archive_problem(path)
+        if problem:
+            raise unreadable(f"{path} is damaged: {problem}; its bytes changed after it was written: {advice}")
+    _VERIFIED.add(key)
+
+
+def load_torch_file(path: str | os.PathLike, what: str, missing: type[Exception] = FileNotFoundError,
+                    unreadable: type[Exception] = ValueError, advice: str = RESTORE_ADVICE) -> Any:
+    """``torch.load`` of ``path`` (weights only, onto the CPU) after :func:`verify_torch_file`; ``missing`` or
+    ``unreadable`` naming the file and ``what`` it should be when it does not exist, is damaged or cannot be
+    read (truncated, say), the latter two with ``advice``."""
+    path = Path(path)
     if not path.is_file():
         raise missing(f"{what} {path} does not exist")
+    verify_torch_file(path, unreadable, advice)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types for foreign or damaged files
-        raise unreadable(f"{path} is not a readable {what} (torch.load failed: {error})") from error
+        raise unreadable(f"{path} is not a readable {what} (torch.load failed: {error}); {advice}") from error
 
 
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any], ignore: str | None = None,

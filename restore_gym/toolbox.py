@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restore_gym.records import write_atomic
+from restore_gym.records import load_torch_file, write_atomic
 from restore_gym.tf_checkpoint import CheckpointError, read_checkpoint
 
 __all__ = [
@@ -344,16 +344,12 @@ class Toolbox(nn.Module):
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Toolbox:
         """Load a file written by :meth:`save`.
 
-        Raises FileNotFoundError if it is missing and ValueError naming the file if it is not a toolbox
-        file of this architecture (wrong tag, missing, unexpected or mis-shaped weights).
+        Raises FileNotFoundError if it is missing and ValueError naming the file if it is damaged (see
+        :func:`restore_gym.records.verify_torch_file`), not a toolbox file of this architecture (wrong tag,
+        missing, unexpected or mis-shaped weights) or holds NaN or infinite weights.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"toolbox file {path} does not exist")
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as error:  # torch.load raises many types for foreign or damaged files
-            raise ValueError(f"{path} is not a readable toolbox file (torch.load failed: {error})") from error
+        state = load_torch_file(path, "toolbox file")
         if not isinstance(state, dict) or not {"architecture", "version", "metadata", "state_dict"} <= state.keys():
             raise ValueError(f"{path} is not a toolbox file: expected a dict with architecture, version, metadata "
                              "and state_dict, as written by Toolbox.save")
@@ -364,6 +360,7 @@ class Toolbox(nn.Module):
                              f"{type(state['version']).__name__} and {type(state['metadata']).__name__}")
         toolbox = cls(version=state["version"], metadata=state["metadata"])
         _check_state_dict(toolbox.state_dict(), state["state_dict"], str(path))
+        _check_finite(state["state_dict"], str(path))
         toolbox.load_state_dict(state["state_dict"])
         return toolbox.to(map_location)
 
@@ -419,6 +416,16 @@ def _check_state_dict(expected: dict[str, torch.Tensor], found: Any, where: str)
                 if items]
     if problems:
         raise ValueError(f"{where} does not match the toolbox architecture {ARCHITECTURE!r}: {'; '.join(problems)}")
+
+
+def _check_finite(state_dict: dict[str, torch.Tensor], where: str) -> None:
+    """ValueError naming ``where`` and the tools unless every weight of the toolbox ``state_dict`` is finite."""
+    bad = [key for key, value in state_dict.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        tools = sorted({int(key.split(".")[1]) for key in bad})
+        named = ", ".join(f"{i + 1} ({TOOL_SPECS[i].name})" for i in tools)
+        raise ValueError(f"{where} holds NaN or infinite weights in tool(s) {named} (e.g. {bad[0]}): the file is "
+                         "damaged or its training diverged; retrain those tools or use another toolbox file")
 
 
 def _load_tf_tool(tool: nn.Module, arrays: dict[str, np.ndarray], where: str) -> None:

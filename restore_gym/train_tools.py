@@ -7,23 +7,27 @@ is the config's draw (:mod:`restore_gym.tool_data`): the paper's slight noise an
 toolboxes v1 and v2), or the distortions and middle states the MDP hands the tool (``context="mdp"``, the
 presets' default since toolbox v3).
 
-Per tool the run writes a resumable checkpoint (network, optimiser, schedule, iteration, random
-states) every ``--checkpoint-every`` iterations, its final weights, and rows of a CSV log with the
-loss and the validation PSNR gain. When every requested tool is done, ``toolbox.pt`` assembles them
-(tools not trained in this run come from ``--init``, which defaults to an untrained toolbox). With
-``--warm-start`` the trained tools start from ``--init``'s weights instead of a fresh initialisation, to
-train them further. A fresh tool starts with its output convolution at zero (``zero_init_output``), so
-it begins as the identity. Each clean patch is rotated, mirrored and its colour channels reordered at
-random (``augment``) before it is distorted. Every file is written atomically; an interrupted run resumes
-where its checkpoints left it, and only under the config it was started with.
+Per tool the run writes a resumable checkpoint (network, optimiser, schedule, iteration, random states)
+every ``--checkpoint-every`` iterations, its final weights with the config and iteration count that
+produced them, and rows of a CSV log with the loss and the validation PSNR gain. When every requested
+tool is done, ``toolbox.pt`` assembles them (tools not trained in this run come from ``--init``, which
+defaults to an untrained toolbox). With ``--warm-start`` the trained tools start from ``--init``'s
+weights instead of a fresh initialisation, to train them further. A fresh tool starts with its output
+convolution at zero (``zero_init_output``), so it begins as the identity. Each clean patch is rotated,
+mirrored and its colour channels reordered at random (``augment``) before it is distorted. Every file is
+written atomically (the log's rows are appended and synced); at its start a run removes the temp files
+that a killed run left in ``--out`` (:func:`restore_gym.records.remove_stale_temporaries`). An
+interrupted run resumes where its checkpoints left it, and only under the config it was started with
+(iteration counts may grow). A finished tool is reused only if it was trained under the same config and
+for the iteration count asked for now; otherwise, and for finished files that predate this record, the
+run stops with an error saying what to do, rather than label old weights with a new config.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import json
+import io
 import math
 import os
 import time
@@ -41,10 +45,17 @@ from restore_gym.data import BuiltinImages, ImageSource
 from restore_gym.engine import resolve_source
 from restore_gym.metrics import psnr_batch
 from restore_gym.parallel import run_in_processes
-from restore_gym.records import config_differences, load_torch_file
+from restore_gym.records import (
+    config_differences,
+    load_torch_file,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_text_atomic,
+)
 from restore_gym.tool_data import DrawConfig, sample_band_batch
 from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
+RETRAIN_ADVICE = "delete it to train the tool anew"
 LOG_FIELDS = ("tool", "iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
 
 
@@ -160,9 +171,12 @@ def validation_gain(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
 
 
 def _create_log(path: Path) -> None:
-    """Write the log's header unless the log exists (an exclusive create: parallel workers never race)."""
-    with contextlib.suppress(FileExistsError), path.open("x", newline="") as handle:
-        csv.DictWriter(handle, fieldnames=LOG_FIELDS).writeheader()
+    """Write the log's header, atomically, unless the log exists (:func:`train_toolbox` creates it before any
+    worker starts, so parallel workers never race)."""
+    if not path.exists():
+        header = io.StringIO()
+        csv.DictWriter(header, fieldnames=LOG_FIELDS).writeheader()
+        write_text_atomic(path, header.getvalue())
 
 
 def _append_log(path: Path, row: dict) -> None:
@@ -173,17 +187,38 @@ def _append_log(path: Path, row: dict) -> None:
         os.fsync(handle.fileno())
 
 
+def _config_differences(saved: dict, config: TrainConfig) -> list[str]:
+    """How the config ``saved`` with a tool differs from ``config``, iteration counts aside."""
+    saved, wanted = ({k: v for k, v in c.items() if not k.endswith("_iterations")} for c in (saved, asdict(config)))
+    return config_differences(saved, wanted, labels=("there", "here"))
+
+
 def _check_resumable(state: dict, config: TrainConfig, path: Path) -> None:
     """ValueError unless the checkpoint ``state`` was written under ``config`` (iteration counts aside, which
     may grow); checkpoints that predate the recorded config are taken as they are."""
     if "config" not in state:
         return
-    saved, wanted = ({k: v for k, v in c.items() if not k.endswith("_iterations")}
-                     for c in (state["config"], asdict(config)))
-    differences = config_differences(saved, wanted, labels=("there", "here"))
+    differences = _config_differences(state["config"], config)
     if differences:
         raise ValueError(f"cannot resume {path}: it was trained with another config ({'; '.join(differences)}); "
                          "restore that config, or delete the checkpoint to train the tool anew")
+
+
+def _finished_weights(path: Path, config: TrainConfig, iterations: int) -> dict:
+    """The weights of the finished tool in ``path``; ValueError saying what to do unless they were trained under
+    ``config`` for ``iterations`` iterations (a finished tool cannot be trained further: its optimiser is gone)."""
+    state = load_torch_file(path, "finished tool file", advice=RETRAIN_ADVICE)
+    if not isinstance(state, dict) or not {"config", "iterations", "state_dict"} <= state.keys():
+        raise ValueError(f"{path} holds no record of the config that trained it (it predates that record), so it "
+                         "cannot be checked against this run's; delete it to train the tool anew, or keep it and "
+                         "train elsewhere (another --out)")
+    differences = _config_differences(state["config"], config)
+    if state["iterations"] != iterations:
+        differences.append(f"iterations: {state['iterations']!r} there, {iterations} here")
+    if differences:
+        raise ValueError(f"cannot reuse {path}: it was trained under another config ({'; '.join(sorted(differences))})"
+                         "; restore that config, train elsewhere (another --out), or delete it to train the tool anew")
+    return state["state_dict"]
 
 
 def train_tool(
@@ -196,7 +231,8 @@ def train_tool(
     progress: bool = True,
     start_from: nn.Module | None = None,
 ) -> nn.Module:
-    """Train (or resume, or load if finished) one tool; returns the trained module on ``device``.
+    """Train (or resume, or load if finished under ``config``) one tool; returns the trained module on
+    ``device``.
 
     A fresh run starts from ``start_from``'s weights when given, else from a seeded initialisation.
     """
@@ -209,15 +245,15 @@ def train_tool(
     elif config.zero_init_output:
         nn.init.zeros_(model.conv3.weight)
         nn.init.zeros_(model.conv3.bias)
-    if final_path.exists():
-        model.load_state_dict(torch.load(final_path, map_location=device, weights_only=True))
-        return model
     total = config.small_iterations if spec.size == "small" else config.large_iterations
+    if final_path.exists():
+        model.load_state_dict(_finished_weights(final_path, config, total))
+        return model
     optimizer = make_optimizer(config, model)
     rng = np.random.default_rng([config.seed, spec.index])
     start = 0
     if ckpt_path.exists():
-        state = load_torch_file(ckpt_path, "tool checkpoint")
+        state = load_torch_file(ckpt_path, "tool checkpoint", advice=RETRAIN_ADVICE)
         _check_resumable(state, config, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -252,7 +288,7 @@ def train_tool(
                 "iteration": done,
                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             }, ckpt_path)
-    atomic_torch_save(model.state_dict(), final_path)
+    atomic_torch_save({"config": asdict(config), "iterations": total, "state_dict": model.state_dict()}, final_path)
     ckpt_path.unlink(missing_ok=True)
     return model
 
@@ -299,12 +335,13 @@ def train_toolbox(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     tools = list(range(len(TOOL_SPECS))) if tools is None else list(tools)
     torch_device = torch.device(device)
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
     train_source, val_source = make_source(source, "train"), make_source(source, "test")
-    (out / "config.json").write_text(json.dumps({"config": asdict(config), "source": source, "tools": tools}, indent=2))
+    write_json_atomic(out / "config.json", {"config": asdict(config), "source": source, "tools": tools})
     if warm_start and not init:
         raise ValueError("warm_start needs init: the toolbox whose tools to train further")
     toolbox = Toolbox.load(init) if init else Toolbox()

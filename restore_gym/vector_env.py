@@ -12,6 +12,7 @@ patches ``i, i + N, i + 2N, ...``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -44,8 +45,8 @@ class RLRestoreVectorEnv(VectorEnv):
         num_envs: int = 1,
         difficulty: str = "moderate",
         split: str = "train",
-        source: str | ImageSource = "builtin",
-        toolbox: Toolbox | None = None,
+        source: str | os.PathLike | ImageSource = "builtin",
+        toolbox: Toolbox | str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         observation: str = "dict",
         end_on_psnr_drop: bool | None = None,
@@ -67,7 +68,6 @@ class RLRestoreVectorEnv(VectorEnv):
         self.toolbox, self.device = self.batch.toolbox, self.batch.device
         self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
         self._test_index = np.arange(self.num_envs)
-        self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._started = False
         # Each row's next patch is degraded ahead, on a worker thread, while the tools run: the row's
         # generator is only ever used by its own draws, in order, so the patches are the same either way.
@@ -145,26 +145,23 @@ class RLRestoreVectorEnv(VectorEnv):
             if reseeded[row]:
                 self._rngs[row] = seeding.np_random(s)[0]
                 self._test_index[row] = row
-        rows = np.nonzero(mask)[0]
-        self._start(rows)
-        self._autoreset[rows] = False
+        self._start(np.nonzero(mask)[0])
         self._started = True
         return observe(self.batch, self.observation_mode), self._infos()
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """One step of every sub-environment; those that ended at the previous step are reset instead."""
+        """One step of every sub-environment; those that ended at an earlier step are reset instead."""
         if not self._started:
             raise RuntimeError("step() was called before reset(); call reset() first")
         actions = check_actions(actions, self.num_envs)
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminated = np.zeros(self.num_envs, dtype=bool)
-        acting = np.nonzero(~self._autoreset)[0]
+        restarting = np.nonzero(self.batch.ended)[0]  # ended at an earlier step, even one that raised
+        acting = np.nonzero(~self.batch.ended)[0]
         if acting.size:
             rewards[acting], terminated[acting] = self.batch.step(acting, actions[acting])
-        restarting = np.nonzero(self._autoreset)[0]
         if restarting.size:
             self._start(restarting)
-        self._autoreset = terminated.copy()
         truncated = np.zeros(self.num_envs, dtype=bool)
         return observe(self.batch, self.observation_mode), rewards, terminated, truncated, self._infos()
 

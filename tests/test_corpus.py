@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_decompression_bomb
 from PIL import Image
 
 from restore_gym import corpus
@@ -293,8 +294,8 @@ def test_a_failed_rename_puts_the_old_corpus_back(tmp_path, monkeypatch):
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     replace = corpus.os.replace
 
-    def refuse_staging(source, target):
-        if Path(source).name.startswith(".out.partial-"):
+    def refuse_staging(source, target):  # the last move: the new manifest into place
+        if Path(source).parent.name.startswith(".out.partial-") and Path(source).name == "MANIFEST.json":
             raise OSError("refused")
         replace(source, target)
 
@@ -309,7 +310,7 @@ def test_build_corpus_reports_a_complete_corpus_unless_forced(tmp_path, monkeypa
     package = corpus_package(tmp_path)
     fetched = []
 
-    def fake_fetch(source: PackageSource, workdir: Path) -> ExtractedPackage:
+    def fake_fetch(source: PackageSource, workdir: Path, apt_update: bool) -> ExtractedPackage:
         fetched.append(source.package)
         return package
 
@@ -320,22 +321,82 @@ def test_build_corpus_reports_a_complete_corpus_unless_forced(tmp_path, monkeypa
     (out / "marker").write_text("kept")
     assert build_corpus(out) == out and fetched == ["fake-photos"] and (out / "marker").exists()
     build_corpus(out, force=True)
-    assert fetched == ["fake-photos"] * 2 and not (out / "marker").exists()
-    (out / "fake-photos__tree.png").unlink()
-    build_corpus(out)
-    assert len(fetched) == 3 and corpus.corpus_is_complete(out)
+    assert fetched == ["fake-photos"] * 2 and (out / "marker").read_text() == "kept"
+    assert corpus.corpus_is_complete(out)
 
 
 def test_build_corpus_refuses_foreign_folders_and_bad_factors(tmp_path):
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "holiday.jpg").write_bytes(b"not ours")
-    with pytest.raises(CorpusError, match="not a corpus"):
+    with pytest.raises(CorpusError, match=r"photos is not empty and holds no complete corpus.*MANIFEST.json does "
+                                          r"not exist.*--force"):
         build_corpus(foreign)
     with pytest.raises(CorpusError, match="inside the restore_gym package"):
         build_corpus(Path(corpus.__file__).parent / "corpus")
     with pytest.raises(ValueError, match="min_downscale"):
         build_corpus(tmp_path / "out", min_downscale=3)
+
+
+def fake_corpus(folder: Path, files: list[str], listed: list[str] | None = None) -> Path:
+    """A corpus-like folder: ``files`` (a few bytes each), licenses/ and a manifest listing ``listed``."""
+    (folder / "licenses").mkdir(parents=True)
+    (folder / "licenses" / "fake-photos.copyright").write_text(COPYRIGHT)
+    for name in files:
+        (folder / name).write_text(f"{folder.name}: {name}")
+    entries = [{"file": name} for name in (files if listed is None else listed)]
+    (folder / "MANIFEST.json").write_text(json.dumps({"images": entries}))
+    return folder
+
+
+def test_the_builder_never_deletes_what_it_did_not_write(tmp_path):
+    out = fake_corpus(tmp_path / "paper", ["old.png"], listed=["old.png", "gone.png", "../outside.txt"])
+    (out / "paper.tex").write_text("\\documentclass{article}")
+    (out / "notes.png").write_text("the user's")
+    (tmp_path / "outside.txt").write_text("the user's")
+    with pytest.raises(CorpusError, match=r"paper is not empty and holds no complete corpus \(1 image\(s\) .*missing"):
+        build_corpus(out)  # refused before anything is fetched
+    staging = fake_corpus(tmp_path / ".paper.partial-x", ["new.png", "old.png"])
+    corpus._publish(staging, out)
+    assert corpus.corpus_is_complete(out) and (out / "old.png").read_text() == ".paper.partial-x: old.png"
+    assert sorted(p.name for p in out.iterdir()) == ["MANIFEST.json", "licenses", "new.png", "notes.png", "old.png",
+                                                     "paper.tex"]
+    assert (out / "notes.png").read_text() == "the user's" and (tmp_path / "outside.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.txt", "paper"]  # no staging or retired folder
+    (out / "MANIFEST.json").write_bytes(b"\xff damaged")  # which files are the corpus's is no longer known
+    with pytest.raises(CorpusError, match=r"MANIFEST.json is not a readable corpus manifest"):
+        build_corpus(out)
+    staging = fake_corpus(tmp_path / ".paper.partial-y", ["new.png"])
+    with pytest.raises(CorpusError, match=r"1 file\(s\) in .*paper that the corpus would replace were not written "
+                                          r"by it \(as far as its manifest says\), e.g. new.png"):
+        corpus._publish(staging, out)
+    assert (out / "new.png").read_text() == ".paper.partial-x: new.png" and (staging / "new.png").exists()
+
+
+def test_apt_get_update_runs_only_when_asked(tmp_path, monkeypatch):
+    commands = []
+
+    def fake_run(command, cwd=None):
+        commands.append(command[:2])
+        return corpus.subprocess.CompletedProcess(command, 100, "", "E: Unable to locate package fake-photos")
+
+    monkeypatch.setattr(corpus.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(corpus, "_run", fake_run)
+    with pytest.raises(CorpusError, match=r"fake-photos: E: Unable to locate.*run again with --apt-update"):
+        corpus.fetch_package(FAKE, tmp_path / "a")
+    assert ["apt-get", "update"] not in commands
+    with pytest.raises(CorpusError, match="could not download Debian package fake-photos") as error:
+        corpus.fetch_package(FAKE, tmp_path / "b", apt_update=True)
+    assert commands[1:] == [["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]]
+    assert "--apt-update" not in str(error.value)
+
+
+def test_a_decompression_bomb_is_skipped_as_unreadable(tmp_path):
+    package = fake_package(tmp_path, {"nature/good.png": photo(19)})
+    write_decompression_bomb(package.tree / FAKE.root / "nature" / "bomb.png")
+    kept, skipped = select(package_candidates(package, 2)[0], held_out_fingerprints())
+    assert [Path(k.candidate.path).name for k in kept] == ["good.png"]
+    assert reasons(skipped)["bomb.png"].startswith("unreadable: Image size (400000000 pixels) exceeds limit")
 
 
 def test_default_destination_is_the_user_cache():

@@ -3,6 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import write_decompression_bomb
 from PIL import Image
 
 from restore_gym import data
@@ -105,6 +106,17 @@ def test_truncated_files_are_skipped_with_a_warning_naming_them(tmp_path):
     assert not set(broken) & set(loaded)
 
 
+def test_a_decompression_bomb_is_skipped_with_a_warning_naming_it(tmp_path):
+    for i in range(4):
+        write_image(tmp_path / f"ok{i}.png", seed=i)
+    write_decompression_bomb(tmp_path / "bomb.png")
+    sources = [FolderImages(tmp_path, split) for split in ("train", "test")]
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable or truncated image\(s\).*bomb.png \(Image size "
+                                         r"\(400000000 pixels\) exceeds limit"):
+        loaded = [name for s in sources for name, _ in s.images()]
+    assert sorted(loaded) == [f"ok{i}.png" for i in range(4)]
+
+
 def test_bad_split_and_generator():
     with pytest.raises(ValueError, match="unknown split 'val'"):
         BuiltinImages("val")
@@ -135,7 +147,8 @@ def test_test_set_is_rebuilt_identically_and_cache_is_checked(tmp_path, monkeypa
     np.testing.assert_array_equal(first.degraded, second.degraded)
     assert first.params == second.params and first.sources == second.sources
     cached.write_bytes(b"garbage")
-    assert load_test_set("mild").digest == first.digest
+    with pytest.warns(UserWarning, match=rf"cached mild test set {cached} is damaged .*rebuilding it"):
+        assert load_test_set("mild").digest == first.digest
     assert not list((tmp_path / "testsets").glob("*.tmp"))
 
 

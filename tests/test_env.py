@@ -1,4 +1,6 @@
+import pickle
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -9,7 +11,7 @@ from PIL import Image
 
 import restore_gym  # noqa: F401  (registers the environments)
 from restore_gym.data import load_test_set
-from restore_gym.engine import STOP
+from restore_gym.engine import STOP, ToolOutputError
 from restore_gym.env import RLRestoreEnv, observation_space
 from restore_gym.metrics import psnr
 from restore_gym.toolbox import Toolbox
@@ -201,7 +203,7 @@ def test_bad_input(toolbox, tmp_path):
         with pytest.raises(error, match="0..12|single integer"):
             env.step(action)
     env.step(STOP)
-    with pytest.raises(RuntimeError, match="has ended; call reset"):
+    with pytest.raises(RuntimeError, match="has ended.*call reset"):
         env.step(0)
     with pytest.raises(TypeError, match="colour"):
         gym.make("RLRestore-v0", toolbox=toolbox, colour="red")
@@ -259,3 +261,124 @@ def test_prefetching_patches_changes_nothing(toolbox, split):
 
     for a, b in zip(run(False), run(True)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(("name", "value"), [("quantize", "no"), ("end_on_psnr_drop", "False"), ("quantize", 1),
+                                             ("end_on_psnr_drop", 0.0)])
+def test_flags_must_be_bools(toolbox, name, value):
+    with pytest.raises(TypeError, match=rf"{name} must be True or False, got {value!r}"):
+        RLRestoreEnv(toolbox=toolbox, **{name: value})
+    with pytest.raises(TypeError, match=rf"{name} must be True or False"):
+        RLRestoreVectorEnv(num_envs=2, toolbox=toolbox, **{name: value})
+    assert RLRestoreEnv(toolbox=toolbox, quantize=np.bool_(True), end_on_psnr_drop=np.bool_(False)).batch.quantize
+
+
+def test_test_index_must_name_a_patch_of_the_test_set(toolbox):
+    env = RLRestoreEnv(toolbox=toolbox, split="test")
+    count = len(env.supply.test_set)
+    for bad in (2.7, "5", True, None):
+        with pytest.raises(TypeError, match=rf"'test_index' reset option must be an int in 0..{count - 1}"):
+            env.reset(options={"test_index": bad})
+    for bad in (-1, count, 10**9):
+        with pytest.raises(ValueError, match=rf"test_index {bad} is out of range: the moderate test set has {count}"):
+            env.reset(options={"test_index": bad})
+    obs, _ = env.reset(options={"test_index": np.int64(count - 1)})
+    np.testing.assert_array_equal(obs["image"], env.supply.test_set.degraded[count - 1].transpose(2, 0, 1))
+    with pytest.raises(ValueError, match="needs split='test'"):
+        RLRestoreEnv(toolbox=toolbox).reset(options={"test_index": 0})
+
+
+def test_sources_and_toolboxes_given_as_paths(toolbox, tmp_path):
+    with pytest.raises(ValueError, match="source is an empty string"):
+        RLRestoreEnv(toolbox=toolbox, source="")
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (100, 100, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png")
+    toolbox.save(tmp_path / "tools.pt")
+    env = gym.make("RLRestore-v0", source=Path(tmp_path), toolbox=str(tmp_path / "tools.pt"))
+    assert env.unwrapped.supply.source.root == tmp_path
+    env.reset(seed=0)
+    assert np.isfinite(env.step(3)[1])
+    vec = gym.make_vec("RLRestore-v0", num_envs=2, source=tmp_path, toolbox=tmp_path / "tools.pt")
+    vec.reset(seed=0)
+    for a, b in zip(vec.unwrapped.toolbox.parameters(), toolbox.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(FileNotFoundError, match="absent.pt"):
+        RLRestoreEnv(toolbox=str(tmp_path / "absent.pt"))
+    with pytest.raises(TypeError, match="toolbox must be a Toolbox, the path of a toolbox file or None"):
+        RLRestoreEnv(toolbox=3)
+
+
+def test_non_finite_reset_patches_are_refused(toolbox):
+    env = RLRestoreEnv(toolbox=toolbox)
+    clean = np.full((63, 63, 3), 0.5, dtype=np.float32)
+    for key, bad in (("degraded", np.nan), ("clean", np.inf)):
+        patches = {"degraded": clean.copy(), "clean": clean.copy()}
+        patches[key][3, 4, 1] = bad
+        with pytest.raises(ValueError, match=rf"reset option '{key}' holds 1 NaN or infinite value"):
+            env.reset(options=patches)
+
+
+def test_a_tool_with_non_finite_output_ends_its_episodes_naming_the_tool():
+    broken = Toolbox()
+    with torch.no_grad():
+        broken.tools[6].conv3.bias[0] = float("nan")
+    env = RLRestoreEnv(toolbox=broken, end_on_psnr_drop=False)
+    env.reset(seed=0)
+    with pytest.raises(ToolOutputError, match=r"tool 7 \(denoise-3\) produced NaN or infinite values") as error:
+        env.step(6)
+    assert (error.value.tool, error.value.tool_name, error.value.rows) == (7, "denoise-3", [0])
+    assert str(pickle.loads(pickle.dumps(error.value))) == str(error.value)  # async workers send it pickled
+    with pytest.raises(RuntimeError, match="has ended"):
+        env.step(0)
+    env.reset(seed=0)
+    assert np.isfinite(env.step(0)[1])
+    vec = RLRestoreVectorEnv(num_envs=3, toolbox=broken, end_on_psnr_drop=False)
+    first, _ = vec.reset(seed=0)
+    with pytest.raises(ToolOutputError, match=r"episode\(s\) \[1\]"):
+        vec.step(np.array([0, 6, 1]))
+    obs, rewards, terminated, _, info = vec.step(np.array([0, 6, 1]))  # row 1 starts anew, the others act
+    assert rewards[1] == 0.0 and not terminated.any() and info["toolchain"].tolist() == [[0], [], [1]]
+    assert not np.array_equal(obs["image"][1], first["image"][1])
+
+
+def test_a_listener_that_raises_leaves_the_episode_ended(toolbox):
+    def listener(reports):
+        raise RuntimeError("listener failed")
+
+    env = RLRestoreEnv(toolbox=toolbox)
+    env.add_episode_listener(listener)
+    env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="listener failed"):
+        env.step(STOP)
+    with pytest.raises(RuntimeError, match="has ended.*call reset"):
+        env.step(3)
+    vec = RLRestoreVectorEnv(num_envs=2, toolbox=toolbox, end_on_psnr_drop=False)
+    vec.add_episode_listener(listener)
+    vec.reset(seed=0)
+    with pytest.raises(RuntimeError, match="listener failed"):
+        vec.step(np.array([STOP, 2]))
+    _, rewards, _, _, info = vec.step(np.array([4, 5]))  # the stopped episode restarts instead of taking tool 5
+    assert rewards[0] == 0.0 and info["toolchain"].tolist() == [[], [2, 5]]
+
+
+def test_the_async_vector_env_runs_after_the_parent_ran_a_tool(toolbox):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the forked workers inherit a thread pool that has run (the suite runs on one)
+    try:
+        env = gym.make("RLRestore-v0", toolbox=toolbox)
+        env.reset(seed=0)
+        env.step(3)
+        vec = gym.make_vec("RLRestore-v0", num_envs=2, vectorization_mode="async", toolbox=toolbox)
+        try:
+            vec.reset_async(seed=0)
+            vec.reset_wait(timeout=30)  # a hang fails here instead of blocking the suite
+            vec.step_async(np.array([3, 4]))
+            rewards = vec.step_wait(timeout=30)[1]
+        finally:
+            vec.close(terminate=True)
+    finally:
+        torch.set_num_threads(threads)
+    single = RLRestoreEnv(toolbox=toolbox)
+    single.reset(seed=1)
+    assert rewards[1] == pytest.approx(single.step(4)[1], abs=1e-4)

@@ -8,6 +8,7 @@ from conftest import OFFICIAL_DIR
 from PIL import Image
 from torch import nn
 
+from restore_gym import records
 from restore_gym.metrics import psnr_batch
 from restore_gym.tf_checkpoint import CheckpointError, read_checkpoint
 from restore_gym.toolbox import (
@@ -358,3 +359,40 @@ def test_fidelity_official_toolchains_match_reference(official, official_toolbox
         for tool in chain:
             state = official_toolbox.apply(state, [tool - 1])
         assert abs(float(psnr_batch(state, targets[row : row + 1])[0]) - reference_out) < 0.001, key
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_load_refuses_non_finite_weights_naming_the_tool(tmp_path, toolbox, value):
+    with torch.no_grad():
+        toolbox.tools[6].conv2.weight[0, 0, 0, 0] = value
+    toolbox.save(tmp_path / "diverged.pt")
+    with pytest.raises(ValueError, match=r"diverged\.pt holds NaN or infinite weights in tool\(s\) 7 \(denoise-3\)"):
+        Toolbox.load(tmp_path / "diverged.pt")
+
+
+def test_every_shipped_weights_file_matches_its_recorded_digest():
+    recorded = dict(reversed(line.split()) for line in (records.WEIGHTS_DIR / "SHA256SUMS").read_text().splitlines())
+    shipped = sorted(p.name for p in records.WEIGHTS_DIR.glob("*.pt"))
+    assert sorted(recorded) == shipped
+    for name in shipped:
+        assert records.file_sha256(records.WEIGHTS_DIR / name) == recorded[name], name
+
+
+def test_a_shipped_file_is_checked_against_its_recorded_digest_once(tmp_path, monkeypatch):
+    shipped, weights = records.WEIGHTS_DIR, tmp_path / "weights"
+    weights.mkdir()
+    shutil.copyfile(shipped / "toolbox.pt", weights / "toolbox.pt")
+    monkeypatch.setattr(records, "WEIGHTS_DIR", weights)
+    with pytest.raises(ValueError, match=r"toolbox\.pt cannot be trusted: no SHA-256 is recorded.*sha256sum \*\.pt"):
+        Toolbox.load(weights / "toolbox.pt")
+    shutil.copyfile(shipped / "SHA256SUMS", weights / "SHA256SUMS")
+    hashed, real_sha256 = [], records.file_sha256
+    monkeypatch.setattr(records, "file_sha256", lambda path: hashed.append(path) or real_sha256(path))
+    Toolbox.load(weights / "toolbox.pt")
+    Toolbox.load(weights / "toolbox.pt")
+    assert len(hashed) == 1  # verified once per process and file version
+    damaged = bytearray((weights / "toolbox.pt").read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01  # one bit: the archive's CRC would see it too, the digest is checked first
+    (weights / "toolbox.pt").write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match=r"toolbox\.pt cannot be trusted: its SHA-256 differs.*reinstall restore-gym"):
+        Toolbox.load(weights / "toolbox.pt")

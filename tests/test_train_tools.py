@@ -1,9 +1,11 @@
 import csv
+import os
 
 import numpy as np
 import pytest
 import torch
 
+from restore_gym import records
 from restore_gym import train_tools as tt
 from restore_gym.data import BuiltinImages
 from restore_gym.toolbox import TOOL_SPECS, Toolbox
@@ -130,3 +132,41 @@ def test_the_draw_is_recorded_and_resuming_under_another_draw_is_refused(tmp_pat
     slight = tt.TrainConfig(**{**config.__dict__, "context": "slight"})
     with pytest.raises(ValueError, match=r"another config \(context: 'mdp' there, 'slight' here\)"):
         tt.train_tool(spec, source, source, tmp_path, slight, torch.device("cpu"), progress=False)
+
+
+def test_a_finished_tool_is_reused_only_under_its_own_config(tmp_path):
+    config = tt.PRESETS["smoke"]
+    tt.train_toolbox(tmp_path, [0], "builtin", config, progress=False)
+    finished = (tmp_path / "tool01.pt").read_bytes()
+    tt.train_toolbox(tmp_path, [0], "builtin", tt.TrainConfig(**{**config.__dict__, "large_iterations": 9}),
+                     progress=False)  # a small tool: the large tools' count is not its own
+    assert (tmp_path / "tool01.pt").read_bytes() == finished
+    for change, message in [({"lr": 0.5}, r"lr: 0.001 there, 0.5 here"),
+                            ({"seed": 1}, r"seed: 0 there, 1 here"),
+                            ({"small_iterations": 5}, r"iterations: 3 there, 5 here")]:
+        other = tt.TrainConfig(**{**config.__dict__, **change})
+        with pytest.raises(ValueError, match=rf"cannot reuse .*tool01.pt: it was trained under another config "
+                                             rf"\({message}\); restore that config"):
+            tt.train_toolbox(tmp_path, [0], "builtin", other, progress=False)
+    assert (tmp_path / "tool01.pt").read_bytes() == finished
+    torch.save(Toolbox().tools[0].state_dict(), tmp_path / "tool01.pt")  # as written before the record
+    with pytest.raises(ValueError, match=r"tool01.pt holds no record of the config that trained it.*delete it"):
+        tt.train_toolbox(tmp_path, [0], "builtin", config, progress=False)
+
+
+def test_a_run_starts_by_removing_stale_temporaries_and_writes_its_config_atomically(tmp_path, monkeypatch):
+    stale, other = tmp_path / ".tool01.ckpt.pt.abcdefgh.tmp", tmp_path / "notes.tmp"
+    for path in (stale, other):
+        path.write_bytes(b"left by a killed run")
+        os.utime(path, (records._started - 60, records._started - 60))
+    (tmp_path / "config.json").write_text("{\"earlier\": true}")
+
+    def disk_full(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(records.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        tt.train_toolbox(tmp_path, [0], "builtin", tt.PRESETS["smoke"], progress=False)
+    assert not stale.exists() and other.exists()
+    assert (tmp_path / "config.json").read_text() == "{\"earlier\": true}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "notes.tmp"]
