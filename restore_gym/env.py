@@ -68,15 +68,9 @@ def check_render_mode(render_mode: str | None, metadata: dict) -> str | None:
 
 
 def resolve_toolbox(toolbox: Toolbox | str | os.PathLike | None, device: torch.device) -> Toolbox:
-    """``toolbox`` on ``device``: a :class:`Toolbox`, the path of a toolbox file, or None for the shipped one."""
-    if toolbox is None:
-        return shared_pretrained_toolbox(device)
-    if isinstance(toolbox, (str, os.PathLike)):
-        return Toolbox.load(toolbox, device)
-    if not isinstance(toolbox, Toolbox):
-        raise TypeError(f"toolbox must be a Toolbox, the path of a toolbox file or None (the shipped one), got "
-                        f"{type(toolbox).__name__}")
-    return toolbox.to(device)
+    """``toolbox`` on ``device`` as :meth:`Toolbox.resolve` names it; None is the shipped toolbox, loaded once per
+    process and device and shared by every environment."""
+    return shared_pretrained_toolbox(device) if toolbox is None else Toolbox.resolve(toolbox, device)
 
 
 def build_episodes(

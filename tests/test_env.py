@@ -305,8 +305,10 @@ def test_sources_and_toolboxes_given_as_paths(toolbox, tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(FileNotFoundError, match="absent.pt"):
         RLRestoreEnv(toolbox=str(tmp_path / "absent.pt"))
-    with pytest.raises(TypeError, match="toolbox must be a Toolbox, the path of a toolbox file or None"):
+    with pytest.raises(TypeError, match="a toolbox is named by None, 'shipped', a variant"):
         RLRestoreEnv(toolbox=3)
+    named = RLRestoreEnv(toolbox="joint").batch.toolbox
+    assert named.fingerprint() == Toolbox.pretrained(variant="joint").fingerprint()
 
 
 def test_non_finite_reset_patches_are_refused(toolbox):
