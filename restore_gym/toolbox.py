@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from restore_gym.degrade import PATCH_SIZE
 from restore_gym.records import load_torch_file, write_atomic
 from restore_gym.tf_checkpoint import CheckpointError, read_checkpoint
 
@@ -51,7 +52,6 @@ ARCHITECTURE = "rl-restore-toolbox-v1"
 # Files in restore_gym/weights/.
 PRETRAINED_FILES: dict[str, str] = {"plain": "toolbox.pt", "v2": "toolbox.pt", "joint": "toolbox-joint.pt"}
 NUM_TOOLS = 12
-PATCH_SIZE = 63
 # Inputs outside this range are almost certainly not [0, 1] images (e.g. uint8 values cast to float).
 INPUT_RANGE_SLACK = 0.5
 

@@ -1,6 +1,7 @@
 """The package's shape: what importing a module loads, and that the built wheel works on its own."""
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -57,9 +58,13 @@ WHEEL_CHECK = textwrap.dedent("""
 def test_the_wheel_installs_whole_and_runs_the_shipped_agent(tmp_path):
     """Build the wheel, install it (without dependencies) into a fresh virtual environment that reuses this
     environment's packages, and use it from outside the repository."""
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the repository
+    shutil.copytree(ROOT / "restore_gym", source / "restore_gym", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(wheels), str(ROOT)], check=True, cwd=tmp_path)
+                    "--wheel-dir", str(wheels), str(source)], check=True, cwd=tmp_path)
     (wheel,) = wheels.glob("restore_gym-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
