@@ -5,7 +5,8 @@
 
 Agents: the baselines of :mod:`restore_gym.baselines`, ``lstm-dqn`` (a trained agent: ``--checkpoint`` is an
 agent file or training checkpoint of :mod:`restore_gym.lstm_dqn`; without it, the shipped agent), ``official``
-(the authors' released agent: ``--checkpoint`` is the folder holding ``model.index``), ``sb3`` (a trained
+(the authors' released agent: converted once by ``restore-gym import-official``, or ``--checkpoint`` the
+folder of their release holding ``model.index``), ``sb3`` (a trained
 Stable-Baselines3 model: ``--checkpoint`` is its run folder, :mod:`restore_gym.sb3_policy`) and
 ``single-network`` (a network of :mod:`restore_gym.networks` that restores in one pass, no toolbox:
 ``--checkpoint`` is its ``network.pt``).
@@ -38,6 +39,7 @@ from restore_gym.engine import MAX_TOOLS, PatchSupply, resolve_device, resolve_s
 from restore_gym.lstm_dqn import LSTMDQNPolicy, QNetwork
 from restore_gym.metrics import psnr_batch, ssim
 from restore_gym.networks import load_network, restore
+from restore_gym.official import OFFICIAL
 from restore_gym.records import file_sha256, provenance, write_json_atomic
 from restore_gym.rollout import Policy, run_one_episode_each
 from restore_gym.toolbox import NUM_TOOLS, TOOL_SPECS, Toolbox, count_macs, count_parameters
@@ -233,10 +235,10 @@ def check_agent(name: str, checkpoint: str | None) -> None:
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; known agents: {', '.join(AGENTS)}")
     if name in CHECKPOINT_AGENTS:
-        if checkpoint is None and name == "lstm-dqn":
+        if checkpoint is None and name in ("lstm-dqn", "official"):
             return
         if checkpoint is None:
-            what = {"official": "the authors' model folder", "sb3": "the SB3 run folder"}.get(name, "a .pt file")
+            what = {"sb3": "the SB3 run folder"}.get(name, "a .pt file")
             raise ValueError(f"agent {name!r} needs --checkpoint ({what})")
         if not Path(checkpoint).exists():
             raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
@@ -261,6 +263,8 @@ def make_policy(name: str, toolbox: Toolbox, difficulty: str, seed: int = 0, che
         from restore_gym.sb3_policy import load_policy  # Stable-Baselines3 is imported only for SB3 agents
 
         return NamedPolicy(name, load_policy(checkpoint, device), checkpoint_details(checkpoint))
+    if name == "official" and checkpoint is None:
+        return NamedPolicy(name, LSTMDQNPolicy.resolve(OFFICIAL, device), {"checkpoint": "official (converted)"})
     if name == "official":
         policy = LSTMDQNPolicy(QNetwork.from_official(checkpoint).to(resolve_device(device)))
     elif checkpoint is None:
@@ -305,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agent", required=True, help=f"one of: {', '.join(AGENTS)}")
     parser.add_argument("--difficulty", required=True, help="mild, moderate or severe")
     tools = parser.add_mutually_exclusive_group()
-    tools.add_argument("--toolbox", help="a toolbox .pt file (default: the shipped toolbox)")
+    tools.add_argument("--toolbox", help="shipped (default), a variant (v2, joint), official or a toolbox .pt file")
     tools.add_argument("--official-toolbox", metavar="DIR", help="the authors' released tools (tool01..tool12)")
     parser.add_argument("--checkpoint", help="lstm-dqn, single-network: a .pt file; official: the authors' model "
                         "folder; sb3: the run folder")

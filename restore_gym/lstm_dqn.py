@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from restore_gym.engine import MAX_TOOLS, NUM_ACTIONS, STOP, resolve_device
+from restore_gym.official import OFFICIAL, converted_file
 from restore_gym.records import load_torch_file
 from restore_gym.tf_checkpoint import CheckpointError, read_official_agent
 from restore_gym.toolbox import NUM_TOOLS, PATCH_SIZE, Toolbox
@@ -252,6 +253,14 @@ class LSTMDQNPolicy:
     def from_official(cls, model_dir: str | os.PathLike) -> LSTMDQNPolicy:
         """The authors' released agent (``model_dir/model.index``); see :meth:`QNetwork.from_official`."""
         return cls(QNetwork.from_official(model_dir))
+
+    @classmethod
+    def resolve(cls, spec: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LSTMDQNPolicy:
+        """The agent a user names: None or ``"shipped"`` (:meth:`pretrained`), ``"official"`` (the authors'
+        agent once converted, :mod:`restore_gym.official`) or an agent file or training checkpoint."""
+        if spec is None or spec == "shipped":
+            return cls.pretrained(device)
+        return cls.load(converted_file("agent") if spec == OFFICIAL else spec, device)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> LSTMDQNPolicy:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from restore_gym.degrade import PATCH_SIZE
+from restore_gym.official import OFFICIAL, converted_file
 from restore_gym.records import load_torch_file, write_atomic
 from restore_gym.tf_checkpoint import CheckpointError, read_checkpoint
 
@@ -368,17 +369,20 @@ class Toolbox(nn.Module):
     def resolve(cls, spec: Toolbox | str | os.PathLike | None = None,
                 map_location: str | torch.device = "cpu") -> Toolbox:
         """The toolbox a user names: None or ``"shipped"`` (the default shipped toolbox), a shipped variant
-        (``"plain"``, ``"v2"``, ``"joint"``; see :meth:`pretrained`), a file written by :meth:`save` (a path;
-        write ``./joint`` for a file of that name), or a :class:`Toolbox` (moved to ``map_location``)."""
+        (``"plain"``, ``"v2"``, ``"joint"``; see :meth:`pretrained`), ``"official"`` (the authors' tools once
+        converted, :mod:`restore_gym.official`), a file written by :meth:`save` (a path; write ``./joint`` for a
+        file of that name), or a :class:`Toolbox` (moved to ``map_location``)."""
         if isinstance(spec, Toolbox):
             return spec.to(map_location)
         if spec is None or spec == "shipped":
             return cls.pretrained(map_location)
         if isinstance(spec, str) and spec in PRETRAINED_FILES:
             return cls.pretrained(map_location, variant=spec)
+        if spec == OFFICIAL:
+            return cls.load(converted_file("toolbox"), map_location)
         if not isinstance(spec, (str, os.PathLike)):
-            raise TypeError(f"a toolbox is named by None, 'shipped', a variant ({', '.join(PRETRAINED_FILES)}), a "
-                            f"file path or a Toolbox, got {type(spec).__name__}")
+            raise TypeError(f"a toolbox is named by None, 'shipped', a variant ({', '.join(PRETRAINED_FILES)}), "
+                            f"'official', a file path or a Toolbox, got {type(spec).__name__}")
         return cls.load(spec, map_location)
 
     @classmethod

@@ -1,10 +1,7 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from conftest import OFFICIAL_DIR
-from PIL import Image
+from conftest import REFERENCE, sample_batches
 
 from restore_gym import lstm_dqn
 from restore_gym.engine import NUM_ACTIONS, STOP
@@ -12,31 +9,6 @@ from restore_gym.lstm_dqn import TF_SHAPES, QNetwork, greedy_chain, previous_too
 from restore_gym.metrics import psnr_batch
 from restore_gym.tf_checkpoint import CheckpointError, read_official_agent
 from restore_gym.toolbox import Toolbox
-
-# Source: ../shared/docs/rl-restore-reference.md (relative to the repository root), section "Reference numbers
-# of the released system on its four sample patches per difficulty": the official agent's greedy chain
-# (1-based tool numbers, the final stop not listed) and its final PSNR. (folder, input file, gt file) -> ...
-REFERENCE_CHAINS = {
-    ("mild", "1_in.png", "1_gt.png"): ([7, 2, 12], 24.571),
-    ("mild", "2_in.png", "2_gt.png"): ([7, 1, 7], 25.780),
-    ("mild", "3_in.png", "3_gt.png"): ([5, 12], 24.280),
-    ("mild", "4_in.png", "4_gt.png"): ([8, 1], 24.210),
-    ("moderate", "1_in.png", "1_gt.png"): ([8, 1, 7], 24.520),
-    ("moderate", "2_in.png", "2_gt.png"): ([8, 1], 20.989),
-    ("moderate", "3_in.png", "3_gt.png"): ([7, 7], 28.476),
-    ("moderate", "4_in.png", "4_gt.png"): ([10, 7], 25.046),
-    ("severe", "1.png", "1_gt.png"): ([7, 2, 7], 20.797),
-    ("severe", "2.png", "2_gt.png"): ([7, 7, 7], 26.214),
-    ("severe", "3_in.png", "3_gt.png"): ([7, 2, 7], 20.033),
-    ("severe", "4_in.png", "4_gt.png"): ([8, 10, 12], 26.624),
-}
-
-
-@pytest.fixture(scope="module")
-def official() -> Path:
-    if not OFFICIAL_DIR.is_dir():
-        pytest.skip(f"the authors' released weights are not at {OFFICIAL_DIR}")
-    return OFFICIAL_DIR
 
 
 def random_tf_agent(seed: int = 0, shapes: dict[str, tuple[int, ...]] = TF_SHAPES) -> dict[str, np.ndarray]:
@@ -275,20 +247,12 @@ def test_greedy_chain_batched_equals_one_by_one():
         torch.testing.assert_close(single_images[-1], images[-1][n : n + 1], rtol=1e-5, atol=1e-5)
 
 
-def read_png(path: Path) -> torch.Tensor:
-    """A PNG as a 3 x H x W float32 tensor in [0, 1], RGB, in on-disk orientation."""
-    array = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
 def test_fidelity_official_agent_reproduces_reference_chains(official):
     network = QNetwork.from_official(official / "models")
     toolbox = Toolbox.from_official(official / "toolbox")
-    folder = official / "test-samples"
-    inputs = torch.stack([read_png(folder / f"{level}_in" / name) for level, name, _ in REFERENCE_CHAINS])
-    targets = torch.stack([read_png(folder / f"{level}_gt" / gt) for level, _, gt in REFERENCE_CHAINS])
+    inputs, targets = sample_batches(official)
     chains, images = greedy_chain(network, toolbox, inputs)
     final_psnr = psnr_batch(images[-1], targets)
-    for row, (key, (reference_chain, reference_psnr)) in enumerate(REFERENCE_CHAINS.items()):
+    for row, (key, (_, reference_chain, reference_psnr, _)) in enumerate(REFERENCE.items()):
         assert [tool + 1 for tool in chains[row]] == reference_chain, key
         assert abs(float(final_psnr[row]) - reference_psnr) < 0.01, (key, float(final_psnr[row]))
