@@ -1,10 +1,9 @@
 """Keep freed memory in the process, so that large CPU tensors are not page-faulted in afresh at every use.
 
 glibc's malloc serves big blocks (a tool's activations on a batch: tens of MB) with ``mmap`` and hands them
-back to the kernel when freed, so the next batch pays a page fault per 4 KB page. The exhaustive oracle's
-search spent a quarter of its time in the kernel this way (measured on one CPU thread: 21.5 s against 16.1 s
-for every chain of 2 patches; a network's training gained 4%). Raising malloc's thresholds keeps such blocks in
-the heap for reuse. Results are bit for bit the same; the cost is that the process keeps its peak memory.
+back to the kernel when freed, so the next batch pays a page fault per 4 KB page (the README gives the
+measured cost). Raising malloc's thresholds keeps such blocks in the heap for reuse. Results are bit for bit
+the same; the cost is that the process keeps its peak memory.
 The command lines that train or evaluate call :func:`retain_freed_memory`; importing restore-gym does not.
 """
 

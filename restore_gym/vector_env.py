@@ -34,8 +34,7 @@ class RLRestoreVectorEnv(VectorEnv):
     """N RL-Restore episodes in lockstep; the arguments are those of :class:`RLRestoreEnv` plus ``num_envs``
     and ``prefetch``: degrade each sub-environment's next patch on a worker thread while the tools run (the
     same patches either way). By default on for CUDA, where the CPU is otherwise idle, and off for the CPU,
-    where the tools already keep every core busy and the thread only adds contention (measured: -9% at N=64
-    on 2 cores).
+    where the tools already keep every core busy and the thread only adds contention.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2, "autoreset_mode": AutoresetMode.NEXT_STEP}
