@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from restore_gym.allocator import retain_freed_memory
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
-from restore_gym.engine import MAX_TOOLS, resolve_device
+from restore_gym.devices import resolve_device
+from restore_gym.engine import MAX_TOOLS
 from restore_gym.joint import JointConfig, JointTrainer
 from restore_gym.lstm_dqn import (
     LSTMDQNPolicy,

@@ -32,10 +32,11 @@ from restore_gym.allocator import retain_freed_memory
 from restore_gym.baselines import validation_set
 from restore_gym.data import ImageSource, to_nchw
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
-from restore_gym.engine import resolve_device, resolve_source
+from restore_gym.devices import resolve_device
 from restore_gym.metrics import psnr_batch
 from restore_gym.networks import ARCHITECTURES, build_network, check_arch, network_payload, restore
 from restore_gym.records import config_differences, write_text_atomic
+from restore_gym.sources import resolve_source
 from restore_gym.toolbox import atomic_torch_save
 from restore_gym.train_tools import learning_rate, mse_step
 

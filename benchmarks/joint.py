@@ -36,7 +36,6 @@ import torch
 
 from restore_gym.allocator import retain_freed_memory
 from restore_gym.degrade import DIFFICULTIES
-from restore_gym.engine import CORPUS_SOURCE, resolve_source
 from restore_gym.joint import (
     add_joint_arguments,
     check_output_path,
@@ -45,6 +44,7 @@ from restore_gym.joint import (
     joint_config_from_args,
 )
 from restore_gym.records import provenance, write_json_atomic, write_text_atomic
+from restore_gym.sources import CORPUS_SOURCE, resolve_source
 from restore_gym.toolbox import Toolbox
 
 RESULTS = Path(__file__).parent / "results"

@@ -59,7 +59,8 @@ from restore_gym.baselines import BASELINES, VALIDATION_SIZE, NamedPolicy
 from restore_gym.corpus import corpus_is_complete, default_out_dir
 from restore_gym.data import TestSet, load_test_set
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE
-from restore_gym.engine import CORPUS_SOURCE, MAX_TOOLS, resolve_device
+from restore_gym.devices import resolve_device
+from restore_gym.engine import MAX_TOOLS
 from restore_gym.evaluation import Evaluation, load_toolbox, make_policy, run_network, run_policy
 from restore_gym.lstm_dqn import QNetwork, read_agent_file, toolbox_info
 from restore_gym.networks import ARCHITECTURES, load_network, read_network_file
@@ -74,6 +75,7 @@ from restore_gym.records import (
     write_text_atomic,
 )
 from restore_gym.rollout import Policy
+from restore_gym.sources import CORPUS_SOURCE
 from restore_gym.toolbox import NUM_TOOLS, TOOL_SPECS, Toolbox, count_parameters
 
 DEFAULT_CONFIG = Path(__file__).with_name("leaderboard.yml")

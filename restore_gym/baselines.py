@@ -30,10 +30,11 @@ import torch
 
 from restore_gym.data import ImageSource, TestSet, cache_dir, digest_of, to_nchw
 from restore_gym.degrade import check_difficulty
-from restore_gym.engine import MAX_TOOLS, STATE_RANGE, STOP, resolve_source
+from restore_gym.engine import MAX_TOOLS, STATE_RANGE, STOP
 from restore_gym.metrics import psnr_batch
 from restore_gym.records import write_npz_atomic
 from restore_gym.rollout import Policy
+from restore_gym.sources import resolve_source
 from restore_gym.toolbox import NUM_TOOLS, Toolbox
 from restore_gym.vector_env import RLRestoreVectorEnv
 

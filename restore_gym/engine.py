@@ -30,9 +30,7 @@ import numpy as np
 import torch
 
 from restore_gym.data import (
-    BuiltinImages,
     DegradedPatch,
-    FolderImages,
     ImageSource,
     TestSet,
     build_test_set,
@@ -41,13 +39,14 @@ from restore_gym.data import (
 )
 from restore_gym.degrade import PATCH_SIZE, DegradationParams, check_difficulty
 from restore_gym.metrics import psnr_batch
+from restore_gym.pool import PatchPool, load_pool
+from restore_gym.sources import resolve_source
 from restore_gym.toolbox import NUM_TOOLS, TOOL_SPECS, Toolbox
 
 STOP = NUM_TOOLS
 NUM_ACTIONS = NUM_TOOLS + 1
 MAX_TOOLS = 3
 STATE_RANGE: tuple[float, float] = (-0.5, 1.5)
-CORPUS_SOURCE = "corpus"
 
 
 @dataclass(frozen=True)
@@ -85,60 +84,28 @@ def check_flag(value: object, name: str) -> bool:
     return bool(value)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch.device; a RuntimeError (no silent fallback) if it is not available here."""
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from error
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} was asked for, but torch sees no CUDA device; pass device='cpu'")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} GPU(s)")
-    elif resolved.type != "cpu":
-        raise ValueError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
-    return resolved
-
-
-def resolve_source(source: str | os.PathLike | ImageSource, split: str) -> ImageSource:
-    """``"builtin"``, ``"corpus"`` (the tools' training corpus in the user cache, built by
-    ``python -m restore_gym.corpus``), a folder path (a string or a path object), or an :class:`ImageSource`
-    (whose split must then match ``split``)."""
-    if isinstance(source, ImageSource):
-        if source.split != split:
-            raise ValueError(f"the image source is the {source.split!r} split but the environment's split is {split!r}")
-        return source
-    if isinstance(source, os.PathLike):
-        return FolderImages(source, split)
-    if not isinstance(source, str):
-        raise TypeError(f"source must be 'builtin', 'corpus', a folder path or an ImageSource, got "
-                        f"{type(source).__name__}")
-    if not source:
-        raise ValueError("source is an empty string; pass 'builtin', 'corpus' or the path of a folder of images")
-    if source == "builtin":
-        return BuiltinImages(split)
-    if source == CORPUS_SOURCE:
-        from restore_gym.corpus import corpus_problem, default_out_dir  # its imports are only needed here
-
-        problem = corpus_problem(default_out_dir())
-        if problem:
-            raise FileNotFoundError(f"source 'corpus' needs the corpus in {default_out_dir()} ({problem}); build it "
-                                    "with `python -m restore_gym.corpus` (about a minute)")
-        return FolderImages(default_out_dir(), split)
-    return FolderImages(source, split)
+PATCH_MODES: tuple[str, ...] = ("fresh", "pool")
 
 
 class PatchSupply:
-    """Where episodes get their patches: fresh random draws (train) or a frozen test set walked in order."""
+    """Where episodes get their patches: in the train split a fresh random draw per episode (``"fresh"``) or a
+    row of a fixed pool of degraded patches (``"pool"``, :mod:`restore_gym.pool`); in the test split the
+    frozen test set, walked in order."""
 
-    def __init__(self, source: str | os.PathLike | ImageSource, split: str, difficulty: str) -> None:
+    def __init__(self, source: str | os.PathLike | ImageSource, split: str, difficulty: str,
+                 patches: str = "fresh", pool_size: int = 100_000, pool_seed: int = 0) -> None:
         self.difficulty = check_difficulty(difficulty)
         if split not in ("train", "test"):
             raise ValueError(f"unknown split {split!r}; choose 'train' (random patches) or 'test' (frozen test set)")
-        self.split = split
+        if patches not in PATCH_MODES:
+            raise ValueError(f"unknown patches={patches!r}; choose 'fresh' (a new degraded patch per episode) or "
+                             "'pool' (a fixed pool of degraded patches, as the authors trained)")
+        if patches == "pool" and split == "test":
+            raise ValueError("patches='pool' is for the train split; the test split always uses the frozen test set")
+        self.split, self.patches = split, patches
         self.test_set: TestSet | None = None
         self.source: ImageSource | None = None
+        self.pool: PatchPool | None = None
         if split == "test":
             if isinstance(source, str) and source == "builtin":
                 self.test_set = load_test_set(difficulty)
@@ -147,13 +114,19 @@ class PatchSupply:
         else:
             self.source = resolve_source(source, "train")
             self.source.scaled_images()
+            if patches == "pool":
+                spec = source if isinstance(source, (str, os.PathLike)) else None
+                self.pool = load_pool(self.source, difficulty, pool_size, pool_seed, source_spec=spec)
 
     def draw(self, rng: np.random.Generator, test_index: int) -> DegradedPatch:
-        """A patch: from the test set at ``test_index`` (modulo its length), else a fresh draw from ``rng``."""
+        """A patch: from the test set at ``test_index`` (modulo its length), else a pool row or a fresh draw
+        chosen with ``rng``."""
         if self.test_set is not None:
             i = test_index % len(self.test_set)
             return DegradedPatch(self.test_set.degraded[i], self.test_set.clean[i], self.test_set.params[i],
                                  *self.test_set.sources[i])
+        if self.pool is not None:
+            return self.pool.patch(int(rng.integers(len(self.pool))))
         return self.source.sample_patch(self.difficulty, rng)
 
 

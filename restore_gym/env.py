@@ -18,9 +18,11 @@ Observations (``observation=``):
 (blur sigma, noise sigma, JPEG quality, level triple) and ``patch_source``.
 
 ``split="train"`` draws a fresh degraded patch from the image source at every reset (seeded through
-``np_random``); ``split="test"`` walks the frozen test set of the difficulty in order (``reset(seed=...)``
-restarts the walk, ``options={"test_index": k}`` jumps to patch k) and by default does not end on a PSNR
-drop, as the authors evaluated. ``options={"degraded": ..., "clean": ...}`` restores a given pair.
+``np_random``), or with ``patches="pool"`` a row of a fixed pool of ``pool_size`` degraded patches built once
+with ``pool_seed`` and cached (:mod:`restore_gym.pool`; the authors trained this way); ``split="test"`` walks
+the frozen test set of the difficulty in order (``reset(seed=...)`` restarts the walk, ``options={"test_index":
+k}`` jumps to patch k) and by default does not end on a PSNR drop, as the authors evaluated.
+``options={"degraded": ..., "clean": ...}`` restores a given pair.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from gymnasium import spaces
 
 from restore_gym.data import ImageSource
 from restore_gym.degrade import PATCH_SIZE
+from restore_gym.devices import resolve_device
 from restore_gym.engine import (
     MAX_TOOLS,
     NUM_ACTIONS,
@@ -44,7 +47,6 @@ from restore_gym.engine import (
     check_actions,
     check_flag,
     patch_from_options,
-    resolve_device,
 )
 from restore_gym.toolbox import NUM_TOOLS, Toolbox
 
@@ -82,11 +84,14 @@ def build_episodes(
     device: str | torch.device,
     end_on_psnr_drop: bool | None,
     quantize: bool,
+    patches: str = "fresh",
+    pool_size: int = 100_000,
+    pool_seed: int = 0,
 ) -> tuple[PatchSupply, PatchBatch]:
     """The patch supply and the batch of ``num`` episodes behind an environment (arguments as RLRestoreEnv's)."""
     quantize = check_flag(quantize, "quantize")
     drop = split == "train" if end_on_psnr_drop is None else check_flag(end_on_psnr_drop, "end_on_psnr_drop")
-    supply = PatchSupply(source, split, difficulty)
+    supply = PatchSupply(source, split, difficulty, patches, pool_size, pool_seed)
     resolved = resolve_device(device)
     return supply, PatchBatch(num, resolve_toolbox(toolbox, resolved), resolved, end_on_psnr_drop=drop,
                               quantize=quantize)
@@ -165,13 +170,16 @@ class RLRestoreEnv(gym.Env):
         end_on_psnr_drop: bool | None = None,
         quantize: bool = False,
         render_mode: str | None = None,
+        patches: str = "fresh",
+        pool_size: int = 100_000,
+        pool_seed: int = 0,
     ) -> None:
         self.observation_space = observation_space(observation)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self.render_mode = check_render_mode(render_mode, self.metadata)
         self.observation_mode = observation
         self.supply, self.batch = build_episodes(1, difficulty, split, source, toolbox, device, end_on_psnr_drop,
-                                                 quantize)
+                                                 quantize, patches, pool_size, pool_seed)
         self.toolbox, self.device = self.batch.toolbox, self.batch.device
         self._row = np.zeros(1, dtype=np.int64)
         self._test_index = 0

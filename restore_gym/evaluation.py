@@ -35,13 +35,15 @@ from restore_gym.allocator import retain_freed_memory
 from restore_gym.baselines import BASELINES, VALIDATION_SIZE, NamedPolicy
 from restore_gym.data import ImageSource, TestSet, digest_of, to_nchw
 from restore_gym.degrade import check_difficulty
-from restore_gym.engine import MAX_TOOLS, PatchSupply, resolve_device, resolve_source
+from restore_gym.devices import resolve_device
+from restore_gym.engine import MAX_TOOLS, PatchSupply
 from restore_gym.lstm_dqn import LSTMDQNPolicy, QNetwork
 from restore_gym.metrics import psnr_batch, ssim
 from restore_gym.networks import load_network, restore
 from restore_gym.official import OFFICIAL
 from restore_gym.records import file_sha256, provenance, write_json_atomic
 from restore_gym.rollout import Policy, run_one_episode_each
+from restore_gym.sources import resolve_source
 from restore_gym.toolbox import NUM_TOOLS, TOOL_SPECS, Toolbox, count_macs, count_parameters
 from restore_gym.vector_env import RLRestoreVectorEnv
 

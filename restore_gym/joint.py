@@ -61,7 +61,8 @@ from tqdm import tqdm
 from restore_gym.allocator import retain_freed_memory
 from restore_gym.baselines import NamedPolicy
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
-from restore_gym.engine import STATE_RANGE, EpisodeReport, resolve_device
+from restore_gym.devices import resolve_device
+from restore_gym.engine import STATE_RANGE, EpisodeReport
 from restore_gym.env import RLRestoreEnv
 from restore_gym.evaluation import evaluate
 from restore_gym.lstm_dqn import LSTMDQNPolicy, load_agent

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restore_gym.engine import MAX_TOOLS, NUM_ACTIONS, STOP, resolve_device
+from restore_gym.devices import resolve_device
+from restore_gym.engine import MAX_TOOLS, NUM_ACTIONS, STOP
 from restore_gym.official import OFFICIAL, converted_file
 from restore_gym.records import load_torch_file
 from restore_gym.tf_checkpoint import CheckpointError, read_official_agent

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from restore_gym.engine import STATE_RANGE, resolve_device
+from restore_gym.devices import resolve_device
+from restore_gym.engine import STATE_RANGE
 from restore_gym.records import load_torch_file
 
 NETWORK_FORMAT = "restore-gym-single-network-v1"

@@ -42,7 +42,6 @@ from tqdm import tqdm
 
 from restore_gym.allocator import retain_freed_memory
 from restore_gym.data import BuiltinImages, ImageSource
-from restore_gym.engine import resolve_source
 from restore_gym.metrics import psnr_batch
 from restore_gym.parallel import run_in_processes
 from restore_gym.records import (
@@ -52,6 +51,7 @@ from restore_gym.records import (
     write_json_atomic,
     write_text_atomic,
 )
+from restore_gym.sources import resolve_source
 from restore_gym.tool_data import DrawConfig, sample_band_batch
 from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
@@ -311,7 +311,7 @@ def parse_tool_list(text: str) -> list[int]:
 
 def make_source(spec: str, split: str) -> ImageSource:
     """``builtin`` (the built-in train split; its validation comes from the same images), ``corpus`` or a
-    folder path (see :func:`restore_gym.engine.resolve_source`)."""
+    folder path (see :func:`restore_gym.sources.resolve_source`)."""
     if spec == "builtin":
         return BuiltinImages("train")
     return resolve_source(spec, split)

@@ -24,7 +24,7 @@ from restore_gym import records
 from restore_gym import train_tools as tt
 from restore_gym.corpus import MANIFEST, default_out_dir
 from restore_gym.data import BuiltinImages, cache_dir, load_test_set
-from restore_gym.engine import resolve_source
+from restore_gym.sources import resolve_source
 from restore_gym.toolbox import TOOL_SPECS, Toolbox
 
 CONFIG = tt.PRESETS["smoke"]
