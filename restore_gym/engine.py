@@ -85,6 +85,7 @@ def check_flag(value: object, name: str) -> bool:
 
 
 PATCH_MODES: tuple[str, ...] = ("fresh", "pool")
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 
 class PatchSupply:
@@ -165,8 +166,13 @@ class PatchBatch:
         device: torch.device,
         end_on_psnr_drop: bool = True,
         quantize: bool = False,
+        precision: str = "float32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose 'float32' or 'bfloat16' (the tools under "
+                             "autocast, channels-last; the state stays float32)")
         self.num = num
+        self.precision = precision
         self.toolbox = toolbox
         self.device = device
         self.end_on_psnr_drop = end_on_psnr_drop
@@ -216,7 +222,7 @@ class PatchBatch:
         if use_tool.any():
             tool_rows, tools = rows[use_tool], actions[use_tool]
             index = torch.as_tensor(tool_rows, dtype=torch.long, device=self.device)
-            out = self.toolbox(self.images.index_select(0, index), tools)
+            out = self._run_tools(self.images.index_select(0, index), tools)
             finite = torch.isfinite(out).flatten(1).all(1).cpu().numpy()
             if not finite.all():
                 culprit = tools[~finite][0]
@@ -242,6 +248,13 @@ class PatchBatch:
         if self.listeners and terminated.any():
             self._report(rows[terminated])
         return rewards, terminated
+
+    def _run_tools(self, images: torch.Tensor, tools: np.ndarray) -> torch.Tensor:
+        """The toolbox on ``images``, in float32 or under bfloat16 autocast (channels-last); float32 out."""
+        if self.precision == "float32":
+            return self.toolbox(images, tools)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            return self.toolbox(images.contiguous(memory_format=torch.channels_last), tools).float()
 
     def _report(self, rows: np.ndarray) -> None:
         index = torch.as_tensor(rows, dtype=torch.long, device=self.device)

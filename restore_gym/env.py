@@ -22,7 +22,9 @@ Observations (``observation=``):
 with ``pool_seed`` and cached (:mod:`restore_gym.pool`; the authors trained this way); ``split="test"`` walks
 the frozen test set of the difficulty in order (``reset(seed=...)`` restarts the walk, ``options={"test_index":
 k}`` jumps to patch k) and by default does not end on a PSNR drop, as the authors evaluated.
-``options={"degraded": ..., "clean": ...}`` restores a given pair.
+``options={"degraded": ..., "clean": ...}`` restores a given pair. ``precision="bfloat16"`` runs the tools under
+bfloat16 autocast with channels-last inputs (the state, rewards and observations stay float32); the default
+is float32.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def build_episodes(
     patches: str = "fresh",
     pool_size: int = 100_000,
     pool_seed: int = 0,
+    precision: str = "float32",
 ) -> tuple[PatchSupply, PatchBatch]:
     """The patch supply and the batch of ``num`` episodes behind an environment (arguments as RLRestoreEnv's)."""
     quantize = check_flag(quantize, "quantize")
@@ -94,7 +97,7 @@ def build_episodes(
     supply = PatchSupply(source, split, difficulty, patches, pool_size, pool_seed)
     resolved = resolve_device(device)
     return supply, PatchBatch(num, resolve_toolbox(toolbox, resolved), resolved, end_on_psnr_drop=drop,
-                              quantize=quantize)
+                              quantize=quantize, precision=precision)
 
 
 def observation_space(mode: str) -> spaces.Space:
@@ -173,13 +176,14 @@ class RLRestoreEnv(gym.Env):
         patches: str = "fresh",
         pool_size: int = 100_000,
         pool_seed: int = 0,
+        precision: str = "float32",
     ) -> None:
         self.observation_space = observation_space(observation)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self.render_mode = check_render_mode(render_mode, self.metadata)
         self.observation_mode = observation
         self.supply, self.batch = build_episodes(1, difficulty, split, source, toolbox, device, end_on_psnr_drop,
-                                                 quantize, patches, pool_size, pool_seed)
+                                                 quantize, patches, pool_size, pool_seed, precision)
         self.toolbox, self.device = self.batch.toolbox, self.batch.device
         self._row = np.zeros(1, dtype=np.int64)
         self._test_index = 0

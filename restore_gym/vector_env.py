@@ -55,6 +55,7 @@ class RLRestoreVectorEnv(VectorEnv):
         patches: str = "fresh",
         pool_size: int = 100_000,
         pool_seed: int = 0,
+        precision: str = "float32",
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -66,7 +67,8 @@ class RLRestoreVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.supply, self.batch = build_episodes(self.num_envs, difficulty, split, source, toolbox, device,
-                                                 end_on_psnr_drop, quantize, patches, pool_size, pool_seed)
+                                                 end_on_psnr_drop, quantize, patches, pool_size, pool_seed,
+                                                 precision)
         self.toolbox, self.device = self.batch.toolbox, self.batch.device
         self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
         self._test_index = np.arange(self.num_envs)

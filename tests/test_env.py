@@ -384,3 +384,17 @@ def test_the_async_vector_env_runs_after_the_parent_ran_a_tool(toolbox):
     single = RLRestoreEnv(toolbox=toolbox)
     single.reset(seed=1)
     assert rewards[1] == pytest.approx(single.step(4)[1], abs=1e-4)
+
+
+def test_bfloat16_tools_keep_a_float32_state_close_to_float32():
+    full = gym.make_vec("RLRestore-v0", num_envs=6, split="test")
+    half = gym.make_vec("RLRestore-v0", num_envs=6, split="test", precision="bfloat16")
+    full.reset(seed=0)
+    half.reset(seed=0)
+    actions = np.array([1, 4, 6, 7, 9, 11])
+    _, r_full, *_ = full.step(actions)
+    obs, r_half, *_ = half.step(actions)
+    assert obs["image"].dtype == np.float32 and half.unwrapped.batch.images.dtype == torch.float32
+    assert np.abs(r_half - r_full).max() < 0.2 and not np.array_equal(r_half, r_full)
+    with pytest.raises(ValueError, match="unknown precision 'float16'"):
+        gym.make("RLRestore-v0", precision="float16")

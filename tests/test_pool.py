@@ -98,3 +98,4 @@ def test_the_environment_samples_the_pool_with_its_np_random(cache):
 def test_bad_pool_arguments_are_refused(cache, kwargs, error, match):
     with pytest.raises(error, match=match):
         PatchSupply("builtin", kwargs.pop("split", "train"), "moderate", **kwargs)
+
