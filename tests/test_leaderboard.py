@@ -89,6 +89,15 @@ def test_bad_configs_are_refused_with_a_clear_message(change, message):
     assert message in str(error.value) and str(error.value).startswith("test.yml")
 
 
+@pytest.mark.parametrize("name", ["../../../x", "a/b", "Sb3-PPO", "-x", "_x", ".hidden", 5])
+def test_entry_names_are_plain_names(name):
+    # an entry's name is a folder under the runs and results: no path may leave them
+    with pytest.raises(lb.ConfigError) as error:
+        lb.validate_config({"sb3": [{"algo": "ppo", "name": name}]}, "test.yml")
+    assert str(error.value).startswith(f"test.yml: the sb3 entry name {name!r} is not a plain name")
+    assert "must match [a-z0-9][a-z0-9_-]*" in str(error.value)
+
+
 def test_bad_files_and_arguments(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="leaderboard config .* does not exist"):
         lb.load_config(tmp_path / "missing.yml")

@@ -2,12 +2,13 @@
 
 Its keys are documented in ``benchmarks/leaderboard.yml``: the general keys of :data:`GENERAL` and one section
 per registered kind (:mod:`benchmarks.leaderboard.kinds`), which the kind checks. Unknown keys, a config that
-defines no entry and two entries of one name are errors.
+defines no entry and entry names that are not plain names (:data:`ENTRY_NAME`: they name folders) are errors.
 Every error is a :class:`ConfigError` whose message starts with the file and names the key.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ GENERAL: dict[str, Any] = {
 }
 STATS = {"reps": 2000, "confidence": 0.95, "seed": 0, "task_bootstrap": False}
 GALLERY = {"difficulty": "moderate", "patches": 4}
+ENTRY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 def top_level() -> dict[str, Any]:
@@ -85,11 +87,16 @@ def _check_stats(value: Any, where: str) -> dict[str, Any]:
 
 
 def _check_entry_names(config: dict[str, Any], where: str) -> None:
-    """ConfigError unless the config defines entries, each with its own name."""
+    """ConfigError unless the config defines entries, each with its own plain name."""
     entries = build_entries(config, official_dir=None)
     if not entries:
         optional = [kind.section for kind in KINDS.values() if kind.default is None]
         raise ConfigError(f"{where} defines no entry: give {', '.join(optional[:-1])} or {optional[-1]}")
+    for entry in entries:
+        if not isinstance(entry.name, str) or not ENTRY_NAME.fullmatch(entry.name):
+            raise ConfigError(f"{where}: the {entry.kind} entry name {entry.name!r} is not a plain name; entry "
+                              f"names must match {ENTRY_NAME.pattern} (lower-case letters, digits, '-' and '_', "
+                              "not starting with '-' or '_') because they name the entry's run and result folders")
     names = [entry.name for entry in entries]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
