@@ -35,7 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from restore_gym.allocator import retain_freed_memory
-from restore_gym.degrade import DIFFICULTIES, check_difficulty
+from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
 from restore_gym.devices import resolve_device
 from restore_gym.engine import MAX_TOOLS
 from restore_gym.joint import JointConfig, JointTrainer
@@ -49,7 +49,7 @@ from restore_gym.lstm_dqn import (
 )
 from restore_gym.records import config_differences
 from restore_gym.tf_checkpoint import CheckpointError
-from restore_gym.toolbox import PATCH_SIZE, Toolbox, atomic_torch_save
+from restore_gym.toolbox import Toolbox, atomic_torch_save
 from restore_gym.vector_env import RLRestoreVectorEnv
 
 CHECKPOINT_FILE = "checkpoint.pt"

@@ -21,12 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from restore_gym.degrade import PATCH_SIZE
 from restore_gym.devices import resolve_device
 from restore_gym.engine import MAX_TOOLS, NUM_ACTIONS, STOP
 from restore_gym.official import OFFICIAL, converted_file
 from restore_gym.records import load_torch_file
 from restore_gym.tf_checkpoint import CheckpointError, read_official_agent
-from restore_gym.toolbox import NUM_TOOLS, PATCH_SIZE, Toolbox
+from restore_gym.toolbox import NUM_TOOLS, Toolbox
 
 FEATURES = 32  # FC output fed to the LSTM along with the previous tool
 LSTM_UNITS = 50

@@ -12,8 +12,11 @@ from conftest import OFFICIAL_DIR, REPO_ROOT
 
 from agents import lstm_dqn, single_network
 from benchmarks import leaderboard as lb
+from benchmarks.leaderboard import aggregate, macs, store
+from benchmarks.leaderboard import sweep as lb_sweep
 from restore_gym.data import load_test_set
 from restore_gym.lstm_dqn import QNetwork
+from restore_gym.toolbox import TOOL_SPECS
 
 SMOKE = REPO_ROOT / "benchmarks" / "leaderboard-smoke.yml"
 DIFFICULTIES = ["mild", "moderate", "severe"]
@@ -86,6 +89,15 @@ def test_bad_configs_are_refused_with_a_clear_message(change, message):
     assert message in str(error.value) and str(error.value).startswith("test.yml")
 
 
+@pytest.mark.parametrize("name", ["../../../x", "a/b", "Sb3-PPO", "-x", "_x", ".hidden", 5])
+def test_entry_names_are_plain_names(name):
+    # an entry's name is a folder under the runs and results: no path may leave them
+    with pytest.raises(lb.ConfigError) as error:
+        lb.validate_config({"sb3": [{"algo": "ppo", "name": name}]}, "test.yml")
+    assert str(error.value).startswith(f"test.yml: the sb3 entry name {name!r} is not a plain name")
+    assert "must match [a-z0-9][a-z0-9_-]*" in str(error.value)
+
+
 def test_bad_files_and_arguments(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="leaderboard config .* does not exist"):
         lb.load_config(tmp_path / "missing.yml")
@@ -104,9 +116,9 @@ def test_bad_files_and_arguments(tmp_path, capsys):
 def test_agent_costs_and_gallery_indices():
     # 4 convolutions on the 32, 16, 8 and 4 grids, FC 384->32, the LSTM cell (44 + 50 inputs, 200 gates), FC 50->13
     convs = 32 * 32 * 32 * 3 * 81 + 16 * 16 * 24 * 32 * 25 + 8 * 8 * 24 * 24 * 25 + 4 * 4 * 24 * 24 * 25
-    assert lb.qnetwork_macs(QNetwork()) == convs + 384 * 32 + 94 * 200 + 50 * 13
-    assert [lb._decisions(chain) for chain in ([], [3], [1, 2], [1, 2, 3])] == [1, 2, 3, 3]
-    assert lb.gallery_indices(4, 164) == [0, 54, 109, 163] and lb.gallery_indices(4, 2) == [0, 1]
+    assert macs.qnetwork_macs(QNetwork()) == convs + 384 * 32 + 94 * 200 + 50 * 13
+    assert [macs._decisions(chain) for chain in ([], [3], [1, 2], [1, 2, 3])] == [1, 2, 3, 3]
+    assert store.gallery_indices(4, 164) == [0, 54, 109, 163] and store.gallery_indices(4, 2) == [0, 1]
 
 
 def test_training_source_auto_falls_back_to_builtin():
@@ -167,8 +179,8 @@ def test_the_sweep_writes_every_output_atomically(sweeps):
     assert run["hyperparameters"]["source"] == "builtin"
     assert report["entries"][-1]["hyperparameters"]["0"]["arch"] == "vdsr-s"
     chains = run["report"]["per_patch"]["chain"]
-    tools = [sum(lb.TOOL_SPECS[t].macs for t in chain) for chain in chains]
-    assert run["macs_per_patch"] == [m + run["decision_macs"] * lb._decisions(c) for m, c in zip(tools, chains)]
+    tools = [sum(TOOL_SPECS[t].macs for t in chain) for chain in chains]
+    assert run["macs_per_patch"] == [m + run["decision_macs"] * macs._decisions(c) for m, c in zip(tools, chains)]
     with np.load(folder / "runs" / "lstm-dqn" / "moderate-seed0.npz") as gallery:
         assert gallery["images"].shape == (2, 63, 63, 3) and gallery["indices"].tolist() == [0, 3]
     assert not (folder / "runs" / "lstm-dqn" / "moderate-seed1.npz").exists()  # the gallery shows seed 0
@@ -184,7 +196,7 @@ def test_rows_hold_the_statistics(sweeps):
     assert network["metrics"]["chain_length"] is None and network["tool_usage_per_step"] is None
     assert network["metrics"]["parameters"] == 168_227 and network["metrics"]["oracle_gain_share"] is None
     assert rows["best-tool", "moderate"]["metrics"]["chain_length"] == 1.0
-    assert rows["best-tool", "moderate"]["metrics"]["parameters"] in {spec.params for spec in lb.TOOL_SPECS}
+    assert rows["best-tool", "moderate"]["metrics"]["parameters"] in {spec.params for spec in TOOL_SPECS}
     assert all(row["timing"]["deterministic"] is False for row in rows.values())
 
 
@@ -204,8 +216,8 @@ def test_the_paper_comparison_sets_each_toolchain_against_each_network(sweeps):
             <= record["probability_of_improvement_ci"][1] <= 1.0
         assert record["macs_share"] == pytest.approx(chain["metrics"]["macs_per_patch"]
                                                      / network["metrics"]["macs_per_patch"])
-        assert record["verdict"] == lb._verdict(low, high)
-    assert [lb._verdict(*ci) for ci in ([0.1, 0.3], [-0.3, -0.1], [-0.1, 0.1])] == [
+        assert record["verdict"] == aggregate._verdict(low, high)
+    assert [aggregate._verdict(*ci) for ci in ([0.1, 0.3], [-0.3, -0.1], [-0.1, 0.1])] == [
         "toolchain ahead", "network ahead", "no clear difference"]
     table = list(csv.DictReader((root / "out" / "leaderboard" / "comparison.csv").open()))
     assert len(table) == 3 and float(table[1]["difference_ci_low"]) == records[1]["difference_ci"][0]
@@ -314,9 +326,9 @@ def test_the_device_must_exist(tmp_path):
 
 def test_multiply_adds_of_recurrent_and_dense_layers():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 5 * 5, 7))
-    assert lb.forward_macs(net, lambda: net(torch.zeros(1, 3, 5, 5))) == 5 * 5 * 4 * 3 * 9 + 100 * 7
+    assert macs.forward_macs(net, lambda: net(torch.zeros(1, 3, 5, 5))) == 5 * 5 * 4 * 3 * 9 + 100 * 7
     lstm = torch.nn.LSTM(6, 8, num_layers=2)  # per step and layer: 4 gates x 8 units x (inputs + 8)
-    assert lb.forward_macs(lstm, lambda: lstm(torch.zeros(3, 1, 6))) == 3 * (32 * (6 + 8) + 32 * (8 + 8))
+    assert macs.forward_macs(lstm, lambda: lstm(torch.zeros(3, 1, 6))) == 3 * (32 * (6 + 8) + 32 * (8 + 8))
 
 
 @pytest.mark.skipif(not OFFICIAL_DIR.is_dir(), reason="the authors' released weights are not in ../shared/reference")
@@ -392,7 +404,7 @@ class RecordingBar:
 
 
 def test_parallel_training_gives_the_numbers_of_the_serial_sweep_and_tells_the_bar(sweeps, tmp_path, monkeypatch):
-    monkeypatch.setattr(lb, "tqdm", RecordingBar)
+    monkeypatch.setattr(lb_sweep, "tqdm", RecordingBar)
     monkeypatch.setattr(RecordingBar, "bars", [])
     report = lb.run_leaderboard(smoke_config(tmp_path), progress=True, jobs=2)
     (bar,) = RecordingBar.bars

@@ -1,0 +1,35 @@
+"""One leaderboard run of a validated config: plan the sweep, run it (or only plan it) and publish its outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.leaderboard.context import build_context
+from benchmarks.leaderboard.kinds import official_folder
+from benchmarks.leaderboard.publish import write_outputs
+from benchmarks.leaderboard.sweep import Sweep
+
+
+def run_leaderboard(config: dict[str, Any], progress: bool = True, dry_run: bool = False,
+                    train: bool = True, jobs: int = 1, evaluate: bool = True) -> dict[str, Any]:
+    """Train what is missing, evaluate what is not stored yet and write the outputs of a validated config.
+
+    Returns the ``leaderboard.json`` contents, or with ``dry_run`` only the plan (jobs and their estimated
+    seconds) without running anything. With ``train`` False, seeds not trained yet are left out (and named in
+    the notes) instead of trained; with ``evaluate`` False nothing runs at all (no training either): the
+    outputs aggregate the results stored with today's fingerprints and the notes name what is left out.
+    ``jobs`` > 1 trains that many models at once, each in its own process with an equal share of torch's CPU
+    threads; evaluations then run once every training has finished.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    official_dir, note = official_folder(config["official"])
+    sweep = Sweep(config, Path(config["out"]), build_context(config), note, official_dir, train_missing=train,
+                  evaluate_missing=evaluate, jobs=jobs)
+    if dry_run:
+        planned, skipped = sweep.plan()
+        return {"jobs": [{"label": job.label, "estimated_seconds": job.cost} for job in planned],
+                "skipped": skipped, "estimated_seconds": sum(job.cost for job in planned)}
+    counts = sweep.run(progress)
+    return write_outputs(sweep, counts)

@@ -1,0 +1,126 @@
+"""The sweep of one leaderboard config: planning its jobs, running them under one progress bar, resuming.
+
+A learned entry's seed whose model is missing or unfinished is trained first (resuming its checkpoint), then
+every (entry, difficulty, seed) without a valid stored result (:mod:`benchmarks.leaderboard.store`) is
+evaluated. With ``train_missing`` False untrained seeds are left out, with ``evaluate_missing`` False nothing
+runs; both are recorded (``untrained``, ``unevaluated``) for the outputs' notes. With ``jobs`` > 1 the
+trainings run in that many worker processes, the evaluations after them. The progress bar counts estimated
+seconds (each kind's cost estimate) and each job advances it by at most its estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from benchmarks.leaderboard.context import Context, build_context
+from benchmarks.leaderboard.kinds import LearnedEntry, build_entries
+from benchmarks.leaderboard.store import ResultStore
+from restore_gym.parallel import run_in_processes
+
+
+@dataclass
+class Job:
+    """A unit of the sweep (``kind`` "train" or "evaluate") with its estimated cost in seconds."""
+
+    kind: str
+    label: str
+    cost: float
+    run: Callable[[Callable[[float], None]], None]  # called with a function that advances the progress bar
+    entry: str = ""  # the entry and seed a training job trains
+    seed: int = 0
+
+
+class Sweep:
+    """Plans and runs the jobs of one validated leaderboard config."""
+
+    def __init__(self, config: dict[str, Any], out: Path, ctx: Context, official_note: str | None,
+                 official_dir: Path | None, train_missing: bool = True, evaluate_missing: bool = True,
+                 jobs: int = 1) -> None:
+        self.config, self.out, self.ctx = config, out, ctx
+        self.train_missing, self.evaluate_missing = train_missing and evaluate_missing, evaluate_missing
+        self.jobs, self.official_dir = jobs, official_dir
+        self.untrained: set[tuple[str, int]] = set()  # (entry, seed) left out because they are not trained
+        # (entry, difficulty, seed) left out because no valid result is stored (evaluate_missing False)
+        self.unevaluated: set[tuple[str, str, int]] = set()
+        self.entries = build_entries(config, official_dir)
+        self.notes = [official_note] if official_note else []
+        self.store = ResultStore(out, ctx, config["gallery"])
+
+    def published(self, entry: str, difficulty: str, seed: int) -> bool:
+        """Whether the outputs hold the result of (``entry``, ``difficulty``, ``seed``) (after :meth:`plan`)."""
+        return (entry, seed) not in self.untrained and (entry, difficulty, seed) not in self.unevaluated
+
+    def plan(self) -> tuple[list[Job], int]:
+        """The jobs still to run, in order, and how many finished results are skipped."""
+        jobs, skipped = [], 0
+        for entry in self.entries:
+            for seed in entry.seeds:
+                must_train = isinstance(entry, LearnedEntry) and not entry.trained(self.ctx, seed)
+                if must_train and not self.train_missing:
+                    self.untrained.add((entry.name, seed))
+                    continue
+                if must_train:
+                    jobs.append(Job("train", f"train {entry.name} seed {seed}", entry.train_cost(self.ctx, seed),
+                                    lambda advance, e=entry, s=seed: e.train(self.ctx, s, advance), entry.name, seed))
+                for difficulty in self.config["difficulties"]:
+                    if not must_train and self.store.finished(entry, difficulty, seed):
+                        skipped += 1
+                        continue
+                    if not self.evaluate_missing:
+                        self.unevaluated.add((entry.name, difficulty, seed))
+                        continue
+                    jobs.append(Job("evaluate", f"evaluate {entry.name} seed {seed} on {difficulty}",
+                                    entry.eval_cost(self.ctx.patches(difficulty)),
+                                    lambda advance, e=entry, d=difficulty, s=seed: self.store.evaluate(e, d, s)))
+        return jobs, skipped
+
+    def run(self, progress: bool = True) -> dict[str, int]:
+        """Run every pending job under one progress bar; returns the counts of jobs run and results skipped."""
+        jobs, skipped = self.plan()
+        bar = tqdm(total=round(sum(job.cost for job in jobs), 3), disable=not progress, desc="leaderboard",
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}")
+        trainings = [job for job in jobs if job.kind == "train"]
+        evaluations = [job for job in jobs if job.kind == "evaluate"]
+        if self.jobs > 1 and len(trainings) > 1:
+            self._train_in_parallel(trainings, bar)
+            jobs = evaluations
+        for job in jobs:
+            bar.set_postfix_str(job.label)
+            advance = _Advance(bar, job.cost)
+            job.run(advance)
+            advance(job.cost)
+        bar.close()
+        return {"trained": len(trainings), "evaluated": len(evaluations), "skipped": skipped}
+
+    def _train_in_parallel(self, trainings: list[Job], bar: tqdm) -> None:
+        """Run the training jobs in ``self.jobs`` worker processes, advancing ``bar`` as they go."""
+        bar.set_postfix_str(f"training {len(trainings)} models, {self.jobs} at a time")
+        advances = [_Advance(bar, job.cost) for job in trainings]
+        run_in_processes(_train_worker, [(self.config, self.official_dir, job.entry, job.seed) for job in trainings],
+                         self.jobs, on_done=lambda index: advances[index](trainings[index].cost),
+                         on_progress=lambda index, seconds: advances[index](seconds))
+
+
+def _train_worker(config: dict[str, Any], official_dir: Path | None, entry_name: str, seed: int,
+                  progress: Callable[[float], None]) -> None:
+    """Train (or resume) one seed of one entry of ``config`` in a worker process of :meth:`Sweep.run`."""
+    entry = next(e for e in build_entries(config, official_dir) if e.name == entry_name)
+    assert isinstance(entry, LearnedEntry)
+    entry.train(build_context(config), seed, progress)
+
+
+class _Advance:
+    """Advances a progress bar by at most ``budget`` in all (a job's estimate), whatever the job reports."""
+
+    def __init__(self, bar: tqdm, budget: float) -> None:
+        self.bar, self.left = bar, budget
+
+    def __call__(self, amount: float) -> None:
+        amount = min(amount, self.left)
+        self.left -= amount
+        self.bar.update(amount)
