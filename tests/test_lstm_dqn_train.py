@@ -1,4 +1,5 @@
 import csv
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -312,7 +313,7 @@ def test_agent_files_and_clear_errors(trained, tmp_path, shift_toolbox):
         train(PRESETS["smoke"], out, shift_toolbox, progress=False)
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         train(PRESETS["smoke"], tmp_path / "empty", shift_toolbox, resume=True, progress=False)
-    with pytest.raises(ValueError, match="batch_size: 8 saved, 4 now"):
+    with pytest.raises(ValueError, match="batch_size: 8 there, 4 here"):
         train(preset("smoke", batch_size=4), out, shift_toolbox, resume=True, progress=False)
     with pytest.raises(ValueError, match="toolbox"):
         train(PRESETS["smoke"], out, Toolbox(version=2), resume=True, progress=False)
@@ -346,3 +347,14 @@ def test_a_checkpoint_from_before_new_config_fields_still_resumes(trained, tmp_p
     assert stored_config(payload) == PRESETS["smoke"].__dict__
     train(preset("smoke", total_timesteps=80), resumed, shift_toolbox, resume=True, progress=False)
     assert load_agent(resumed / AGENT_FILE)[1]["global_step"] >= 80
+
+
+@pytest.mark.parametrize("damage", ["garbage\n", "\n", "64,1"])
+def test_a_damaged_log_does_not_block_a_resume(trained, tmp_path, shift_toolbox, damage):
+    out, _ = trained
+    shutil.copy(out / CHECKPOINT_FILE, tmp_path / CHECKPOINT_FILE)
+    (tmp_path / LOG_FILE).write_text((out / LOG_FILE).read_text() + damage)  # a line appended, or a torn row
+    with pytest.warns(UserWarning, match=rf"training log {tmp_path / LOG_FILE} has damaged lines"):
+        train(PRESETS["smoke"], tmp_path, shift_toolbox, resume=True, progress=False)
+    assert (tmp_path / LOG_FILE).read_text() == (out / LOG_FILE).read_text()
+

@@ -116,7 +116,7 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, trained, smoke_config):
     checkpoint_seconds = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["seconds"]
     with pytest.raises(FileExistsError, match="resume it or choose another output folder"):
         sn.train(smoke_config, tmp_path, progress=False)
-    with pytest.raises(ValueError, match="batch_size: 2 saved, 3 now"):
+    with pytest.raises(ValueError, match="batch_size: 2 there, 3 here"):
         sn.train(replace(smoke_config, batch_size=3), tmp_path, resume=True, progress=False)
     resumed = sn.train(smoke_config, tmp_path, resume=True, progress=False)
     for a, b in zip(resumed.state_dict().values(), trained[1].state_dict().values()):
@@ -171,3 +171,4 @@ def test_command_lines(trained, tmp_path, capsys):
     with pytest.raises(SystemExit):
         evaluation.main(["--agent", "single-network", "--difficulty", "mild"])
     assert "agent 'single-network' needs --checkpoint" in capsys.readouterr().err
+
