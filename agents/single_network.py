@@ -32,13 +32,14 @@ from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
 from restore_gym.engine import resolve_device, resolve_source
 from restore_gym.metrics import psnr_batch
 from restore_gym.networks import ARCHITECTURES, build_network, check_arch, network_payload, restore
-from restore_gym.records import write_json_atomic
+from restore_gym.records import load_torch_file, write_json_atomic
 from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states
 from restore_gym.toolbox import atomic_torch_save
 from restore_gym.train_tools import learning_rate, mse_step
 
 NETWORK_FILE, CHECKPOINT_FILE, LOG_FILE, CONFIG_FILE = "network.pt", "checkpoint.pt", "log.csv", "config.json"
 LOG_COLUMNS = ("iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
+RESTART_ADVICE = "delete it to train the network anew (without --resume)"
 CHECKPOINT_KEYS = frozenset({"config", "optimizer", "numpy_rng", "log"})
 
 
@@ -159,7 +160,8 @@ def train(
     ``checkpoint.pt`` every ``checkpoint_every`` iterations and at the end, and ``network.pt`` at the end,
     each atomically. ``resume`` continues from ``checkpoint.pt`` exactly as if never stopped (same config,
     ``iterations`` aside; a finished run just rewrites ``network.pt``), and the log's ``seconds`` go on counting
-    the training time from the checkpoint's; without it an existing checkpoint is an error, never overwritten.
+    the training time from the checkpoint's (a damaged checkpoint is an error naming it); without it an
+    existing checkpoint is an error, never overwritten.
     ``on_iteration`` is called after every iteration (progress reporting).
     """
     device = resolve_device(device)
@@ -180,7 +182,7 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     start, rows, seconds_before = 0, [], 0.0
     if resume:
-        payload = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        payload = load_torch_file(checkpoint_path, "single-network checkpoint", advice=RESTART_ADVICE)
         _check_resumable(payload, cfg, checkpoint_path)
         network.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])

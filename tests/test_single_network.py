@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -171,4 +172,16 @@ def test_command_lines(trained, tmp_path, capsys):
     with pytest.raises(SystemExit):
         evaluation.main(["--agent", "single-network", "--difficulty", "mild"])
     assert "agent 'single-network' needs --checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_a_damaged_checkpoint_is_an_error_naming_it(tmp_path, trained, smoke_config, damage):
+    shutil.copytree(trained[0], tmp_path, dirs_exist_ok=True)
+    path, data = tmp_path / "checkpoint.pt", (tmp_path / "checkpoint.pt").read_bytes()
+    middle = len(data) // 2
+    path.write_bytes(data[:middle] if damage == "truncated" else
+                     data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 200]) + data[middle + 200:])
+    message = {"truncated": "is not a readable single-network checkpoint", "flipped": "is damaged"}[damage]
+    with pytest.raises(ValueError, match=rf"{path} {message}.*delete it to train the network anew"):
+        sn.train(smoke_config, tmp_path, resume=True, progress=False)
 
