@@ -19,7 +19,6 @@ are bitwise exact on the CPU; on CUDA, cuDNN's non-deterministic kernels may mak
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections import deque
@@ -46,6 +45,7 @@ from restore_gym.lstm_dqn import (
     read_agent_file,
     toolbox_info,
 )
+from restore_gym.records import remove_stale_temporaries, write_json_atomic
 from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states
 from restore_gym.tf_checkpoint import CheckpointError
 from restore_gym.toolbox import PATCH_SIZE, Toolbox, atomic_torch_save
@@ -54,6 +54,7 @@ from restore_gym.vector_env import RLRestoreVectorEnv
 CHECKPOINT_FILE = "checkpoint.pt"
 AGENT_FILE = "agent.pt"
 LOG_FILE = "log.csv"
+CONFIG_FILE = "config.json"
 JOINT_TOOLBOX_FILE = "toolbox.pt"  # the jointly trained tools, written at the end when joint_every > 0
 CHECKPOINT_KEYS = frozenset({"config", "toolbox", "global_step", "target_network", "optimizer", "replay", "episodes",
                              "recent", "losses", "rngs"})
@@ -446,20 +447,22 @@ def train(
     """Train the agent with DQN on ``cfg.difficulty`` and return the Q-network; ``on_steps(n)`` (optional) is
     told of every ``n`` agent steps taken (a caller's progress bar).
 
-    Writes to ``out_dir``: ``checkpoint.pt`` every ``checkpoint_frequency`` steps and at the end (atomically),
-    ``log.csv`` (a :class:`restore_gym.resumable.TrainingLog`: rows appended) and, at the end, ``agent.pt``
-    (network, config, toolbox version and metadata). ``resume`` continues from ``checkpoint.pt`` exactly as if
-    never stopped (same config, ``total_timesteps`` aside, and same toolbox; the log is cut back to the
-    checkpoint's step, damaged lines dropped with a warning); without it an existing checkpoint is an error,
-    never overwritten. The checkpoint at the end
-    also restarts the episodes in flight, so a run extended past ``total_timesteps`` matches a run trained in
-    one go only if its old end was a multiple of ``checkpoint_frequency``. With ``joint_every`` > 0 the tools
-    train in place along with the agent (:class:`restore_gym.joint.JointTrainer`): checkpoints hold the tools
-    and the trainer, ``toolbox.pt`` the final tools, and a resume takes the original toolbox.
+    Writes to ``out_dir``, atomically: ``config.json``, ``checkpoint.pt`` every ``checkpoint_frequency`` steps
+    and at the end, and at the end ``agent.pt`` (network, config, toolbox version and metadata); ``log.csv`` is
+    a :class:`restore_gym.resumable.TrainingLog` (created atomically, rows appended with an fsync). A run starts
+    by removing the temp files a killed run left in ``out_dir``. ``resume`` continues from ``checkpoint.pt``
+    exactly as if never stopped (same config, ``total_timesteps`` aside, and same toolbox; the log is cut back to
+    the checkpoint's step, damaged lines dropped with a warning); without it an existing checkpoint is an
+    error, never overwritten. The checkpoint at the end also restarts the episodes in flight, so a run extended
+    past ``total_timesteps`` matches a run trained in one go only if its old end was a multiple of
+    ``checkpoint_frequency``. With ``joint_every`` > 0 the tools train in place along with the agent
+    (:class:`restore_gym.joint.JointTrainer`): checkpoints hold the tools and the trainer, ``toolbox.pt`` the
+    final tools, and a resume takes the original toolbox.
     """
     device = resolve_device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     checkpoint_path, log = out_dir / CHECKPOINT_FILE, TrainingLog(out_dir / LOG_FILE, LOG_COLUMNS)
     if resume and not checkpoint_path.is_file():
         raise FileNotFoundError(f"cannot resume: there is no {checkpoint_path}")
@@ -497,7 +500,7 @@ def train(
         restore_rngs(payload["rngs"], rng)
         log.truncate(global_step)  # the rows written after the checkpoint are written again
     else:
-        (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        write_json_atomic(out_dir / CONFIG_FILE, asdict(cfg))
         log.create(replace=True)  # a fresh run's log never continues the rows of an earlier run
     collector.restart(env_seeds(cfg.seed, global_step, cfg.num_envs))
 

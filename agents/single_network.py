@@ -32,7 +32,7 @@ from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
 from restore_gym.engine import resolve_device, resolve_source
 from restore_gym.metrics import psnr_batch
 from restore_gym.networks import ARCHITECTURES, build_network, check_arch, network_payload, restore
-from restore_gym.records import load_torch_file, write_json_atomic
+from restore_gym.records import load_torch_file, remove_stale_temporaries, write_json_atomic
 from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states
 from restore_gym.toolbox import atomic_torch_save
 from restore_gym.train_tools import learning_rate, mse_step
@@ -158,14 +158,16 @@ def train(
 
     Writes to ``out_dir``: ``config.json``, ``log.csv`` (rewritten atomically at every validation),
     ``checkpoint.pt`` every ``checkpoint_every`` iterations and at the end, and ``network.pt`` at the end,
-    each atomically. ``resume`` continues from ``checkpoint.pt`` exactly as if never stopped (same config,
-    ``iterations`` aside; a finished run just rewrites ``network.pt``), and the log's ``seconds`` go on counting
-    the training time from the checkpoint's (a damaged checkpoint is an error naming it); without it an
-    existing checkpoint is an error, never overwritten.
+    each atomically; it starts by removing the temp files a killed run left there. ``resume`` continues from
+    ``checkpoint.pt`` exactly as if never stopped (same config, ``iterations`` aside; a finished run just
+    rewrites ``network.pt``), and the log's ``seconds`` go on counting the training time from the checkpoint's
+    (a damaged checkpoint is an error naming it); without it an existing checkpoint is an error, never
+    overwritten.
     ``on_iteration`` is called after every iteration (progress reporting).
     """
     device = resolve_device(device)
     out_dir = Path(out_dir)
+    remove_stale_temporaries(out_dir)
     checkpoint_path, log = out_dir / CHECKPOINT_FILE, TrainingLog(out_dir / LOG_FILE, LOG_COLUMNS)
     if resume and not checkpoint_path.is_file():
         raise FileNotFoundError(f"cannot resume: there is no {checkpoint_path}")
