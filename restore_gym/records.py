@@ -83,6 +83,23 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             os.close(dir_fd)
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if :func:`write_atomic` can write a file there (creating the folders it lacks); else a
+    ValueError saying why not: ``path`` is a folder, a file stands where a folder above it should be, or the
+    folder it would be written in is not writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the path of a file in it, e.g. {path / 'report.json'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: the folder {folder} is not writable")
+    return path
+
+
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Remove the temp files of :func:`write_atomic` (``.<name>.<8 random characters>.tmp``) that a killed
     process left in ``folder``: only files of exactly that name, last modified before this process started
