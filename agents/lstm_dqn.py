@@ -45,8 +45,8 @@ from restore_gym.lstm_dqn import (
     read_agent_file,
     toolbox_info,
 )
-from restore_gym.records import remove_stale_temporaries, write_json_atomic
-from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states
+from restore_gym.records import write_json_atomic
+from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states, start_run
 from restore_gym.tf_checkpoint import CheckpointError
 from restore_gym.toolbox import PATCH_SIZE, Toolbox, atomic_torch_save
 from restore_gym.vector_env import RLRestoreVectorEnv
@@ -461,13 +461,7 @@ def train(
     """
     device = resolve_device(device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir)
-    checkpoint_path, log = out_dir / CHECKPOINT_FILE, TrainingLog(out_dir / LOG_FILE, LOG_COLUMNS)
-    if resume and not checkpoint_path.is_file():
-        raise FileNotFoundError(f"cannot resume: there is no {checkpoint_path}")
-    if not resume and checkpoint_path.exists():
-        raise FileExistsError(f"{checkpoint_path} exists: resume it or choose another output folder")
+    checkpoint_path, log = start_run(out_dir, CHECKPOINT_FILE, resume), TrainingLog(out_dir / LOG_FILE, LOG_COLUMNS)
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

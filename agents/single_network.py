@@ -32,8 +32,8 @@ from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
 from restore_gym.engine import resolve_device, resolve_source
 from restore_gym.metrics import psnr_batch
 from restore_gym.networks import ARCHITECTURES, build_network, check_arch, network_payload, restore
-from restore_gym.records import load_torch_file, remove_stale_temporaries, write_json_atomic
-from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states
+from restore_gym.records import load_torch_file, write_json_atomic
+from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states, start_run
 from restore_gym.toolbox import atomic_torch_save
 from restore_gym.train_tools import learning_rate, mse_step
 
@@ -167,12 +167,7 @@ def train(
     """
     device = resolve_device(device)
     out_dir = Path(out_dir)
-    remove_stale_temporaries(out_dir)
-    checkpoint_path, log = out_dir / CHECKPOINT_FILE, TrainingLog(out_dir / LOG_FILE, LOG_COLUMNS)
-    if resume and not checkpoint_path.is_file():
-        raise FileNotFoundError(f"cannot resume: there is no {checkpoint_path}")
-    if not resume and checkpoint_path.exists():
-        raise FileExistsError(f"{checkpoint_path} exists: resume it or choose another output folder")
+    checkpoint_path, log = start_run(out_dir, CHECKPOINT_FILE, resume), TrainingLog(out_dir / LOG_FILE, LOG_COLUMNS)
     source = resolve_source(cfg.source, "train")
     validation = validation_set(cfg.difficulty, cfg.source, cfg.val_patches)
     val_degraded, val_clean = to_nchw(validation.degraded).to(device), to_nchw(validation.clean).to(device)

@@ -1,13 +1,15 @@
-"""Bookkeeping of resumable trainings: whether a checkpoint may be resumed, its random states, the CSV log.
+"""Bookkeeping of resumable trainings: the run folder, whether a checkpoint may be resumed, its random states,
+the CSV log.
 
-A checkpoint is resumed only under the config it was written with, growable fields (iteration counts) aside:
-:func:`check_config` refuses any other change with one message format, ``cannot resume PATH: it was trained
-with another config (KEY: SAVED there, WANTED here; ...); only GROWABLE may change: restore that config, or
-REMEDY``. :func:`rng_states` and :func:`restore_rngs` capture and restore the generators a run draws from
-(numpy's, torch's and CUDA's). :class:`TrainingLog` is a CSV log of one row per report: created atomically,
-appended with an fsync, rewritten atomically (whole, or truncated to a checkpoint's step on resume); a line
-that is no row of its columns (the torn last line of a killed run, garbage, an empty line) is dropped with a
-warning naming the log.
+:func:`start_run` prepares a run folder: a fresh run never overwrites a checkpoint, a resumed one needs one,
+and the temp files a killed run left are removed. A checkpoint is resumed only under the config it was
+written with, growable fields (iteration counts) aside: :func:`check_config` refuses any other change with
+one message format, ``cannot resume PATH: it was trained with another config (KEY: SAVED there, WANTED here;
+...); only GROWABLE may change: restore that config, or REMEDY``. :func:`rng_states` and :func:`restore_rngs`
+capture and restore the generators a run draws from (numpy's, torch's and CUDA's). :class:`TrainingLog` is a
+CSV log of one row per report: created atomically, appended with an fsync, rewritten atomically (whole, or
+truncated to a checkpoint's step on resume); a line that is no row of its columns (the torn last line of a
+killed run, garbage, an empty line) is dropped with a warning naming the log.
 """
 
 from __future__ import annotations
@@ -23,9 +25,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from restore_gym.records import config_differences, write_text_atomic
+from restore_gym.records import config_differences, remove_stale_temporaries, write_text_atomic
 
 RNG_STREAMS: tuple[str, ...] = ("numpy", "torch", "cuda")
+
+
+def start_run(out_dir: str | os.PathLike, checkpoint_name: str, resume: bool) -> Path:
+    """The checkpoint ``out_dir / checkpoint_name`` of a run starting in ``out_dir``, which is created and rid of
+    the temp files a killed run left there (:func:`restore_gym.records.remove_stale_temporaries`);
+    FileNotFoundError when ``resume`` finds no checkpoint, FileExistsError when a fresh run would overwrite one."""
+    out_dir = Path(out_dir)
+    checkpoint = out_dir / checkpoint_name
+    if resume and not checkpoint.is_file():
+        raise FileNotFoundError(f"cannot resume: there is no {checkpoint}")
+    if not resume and checkpoint.exists():
+        raise FileExistsError(f"{checkpoint} exists: resume it or choose another output folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
+    return checkpoint
 
 
 def check_checkpoint(payload: Any, keys: Collection[str], path: str | os.PathLike, hint: str,

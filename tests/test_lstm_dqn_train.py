@@ -1,11 +1,11 @@
 import csv
-import os
 import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from conftest import leave_a_killed_run_then_fill_the_disk
 from torch import nn
 
 from agents.lstm_dqn import (
@@ -28,7 +28,6 @@ from agents.lstm_dqn import (
     td_targets,
     train,
 )
-from restore_gym import records
 from restore_gym.engine import STOP
 from restore_gym.evaluation import evaluate
 from restore_gym.lstm_dqn import LSTMDQNPolicy, QNetwork, load_agent, load_pretrained_agent, toolbox_info
@@ -363,15 +362,7 @@ def test_a_damaged_log_does_not_block_a_resume(trained, tmp_path, shift_toolbox,
 
 def test_a_run_starts_by_removing_stale_temporaries_and_writes_its_config_atomically(tmp_path, monkeypatch,
                                                                                      shift_toolbox):
-    stale = tmp_path / ".checkpoint.pt.abcdefgh.tmp"
-    stale.write_bytes(b"left by a killed run")
-    os.utime(stale, (records._started - 60, records._started - 60))
-    (tmp_path / "config.json").write_text("{\"earlier\": true}")
-
-    def disk_full(fd):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(records.os, "fsync", disk_full)
+    leave_a_killed_run_then_fill_the_disk(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         train(PRESETS["smoke"], tmp_path, shift_toolbox, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]

@@ -1,12 +1,38 @@
+import os
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, config_changes, restore_rngs, rng_states
+from restore_gym import records
+from restore_gym.resumable import (
+    TrainingLog,
+    check_checkpoint,
+    check_config,
+    config_changes,
+    restore_rngs,
+    rng_states,
+    start_run,
+)
 
 COLUMNS = ("step", "loss")
+
+
+def test_a_run_folder_is_prepared_and_its_checkpoint_guarded(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cannot resume: there is no .*run/checkpoint.pt"):
+        start_run(tmp_path / "run", "checkpoint.pt", resume=True)
+    assert not (tmp_path / "run").exists()
+    assert start_run(tmp_path / "run", "checkpoint.pt", resume=False) == tmp_path / "run" / "checkpoint.pt"
+    stale = tmp_path / "run" / ".checkpoint.pt.abcdefgh.tmp"
+    stale.write_bytes(b"left by a killed run")
+    os.utime(stale, (records._started - 60, records._started - 60))
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"a checkpoint")
+    with pytest.raises(FileExistsError, match="checkpoint.pt exists: resume it or choose another output folder"):
+        start_run(tmp_path / "run", "checkpoint.pt", resume=False)
+    assert stale.exists()  # nothing is touched before the checks pass
+    start_run(tmp_path / "run", "checkpoint.pt", resume=True)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt"]
 
 
 def test_a_config_check_names_every_change_but_the_growable_fields(tmp_path):

@@ -1,15 +1,15 @@
 import csv
 import json
-import os
 import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from conftest import leave_a_killed_run_then_fill_the_disk
 
 from agents import single_network as sn
-from restore_gym import evaluation, networks, records
+from restore_gym import evaluation, networks
 from restore_gym.data import load_test_set
 from restore_gym.toolbox import TOOL_SPECS, count_macs, count_parameters
 
@@ -188,15 +188,7 @@ def test_a_damaged_checkpoint_is_an_error_naming_it(tmp_path, trained, smoke_con
 
 
 def test_a_run_starts_by_removing_stale_temporaries(tmp_path, monkeypatch, smoke_config):
-    stale = tmp_path / ".checkpoint.pt.abcdefgh.tmp"
-    stale.write_bytes(b"left by a killed run")
-    os.utime(stale, (records._started - 60, records._started - 60))
-    (tmp_path / "config.json").write_text("{\"earlier\": true}")
-
-    def disk_full(fd):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(records.os, "fsync", disk_full)
+    leave_a_killed_run_then_fill_the_disk(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         sn.train(smoke_config, tmp_path, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
