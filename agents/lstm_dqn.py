@@ -19,7 +19,6 @@ are bitwise exact on the CPU; on CUDA, cuDNN's non-deterministic kernels may mak
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections import deque
@@ -47,7 +46,8 @@ from restore_gym.lstm_dqn import (
     read_agent_file,
     toolbox_info,
 )
-from restore_gym.records import config_differences
+from restore_gym.records import write_json_atomic
+from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states, start_run
 from restore_gym.tf_checkpoint import CheckpointError
 from restore_gym.toolbox import Toolbox, atomic_torch_save
 from restore_gym.vector_env import RLRestoreVectorEnv
@@ -55,6 +55,7 @@ from restore_gym.vector_env import RLRestoreVectorEnv
 CHECKPOINT_FILE = "checkpoint.pt"
 AGENT_FILE = "agent.pt"
 LOG_FILE = "log.csv"
+CONFIG_FILE = "config.json"
 JOINT_TOOLBOX_FILE = "toolbox.pt"  # the jointly trained tools, written at the end when joint_every > 0
 CHECKPOINT_KEYS = frozenset({"config", "toolbox", "global_step", "target_network", "optimizer", "replay", "episodes",
                              "recent", "losses", "rngs"})
@@ -407,21 +408,6 @@ def env_seeds(seed: int, step: int, num_envs: int) -> list[int]:
 # ---- Checkpoints and log --------------------------------------------------------------------------------
 
 
-def _rng_states(rng: np.random.Generator) -> dict[str, Any]:
-    return {
-        "numpy": rng.bit_generator.state,
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _restore_rngs(states: dict[str, Any], rng: np.random.Generator) -> None:
-    rng.bit_generator.state = states["numpy"]
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
 def stored_config(payload: dict[str, Any]) -> dict[str, Any]:
     """The config of an agent file or checkpoint as a dict; fields added to Config since it was written take
     their defaults."""
@@ -430,14 +416,8 @@ def stored_config(payload: dict[str, Any]) -> dict[str, Any]:
 
 def _check_resumable(payload: dict[str, Any], cfg: Config, toolbox: Toolbox, path: Path) -> None:
     """ValueError unless ``payload`` is a checkpoint of ``cfg`` (``total_timesteps`` aside) and this toolbox."""
-    missing = sorted(CHECKPOINT_KEYS - payload.keys())
-    if missing:
-        raise CheckpointError(f"{path} is not a training checkpoint (no {', '.join(missing)}); an agent file "
-                              "cannot be resumed")
-    differences = config_differences(stored_config(payload), asdict(cfg), "total_timesteps")
-    if differences:
-        raise ValueError(f"cannot resume {path} with another config ({'; '.join(differences)}); only "
-                         "total_timesteps may change")
+    check_checkpoint(payload, CHECKPOINT_KEYS, path, "an agent file cannot be resumed", CheckpointError)
+    check_config(stored_config(payload), asdict(cfg), path, ("total_timesteps",))
     if payload.get("base_toolbox", payload["toolbox"]) != toolbox_info(toolbox):
         raise ValueError(f"cannot resume {path}: it was trained with toolbox {payload['toolbox']}, "
                          f"not {toolbox_info(toolbox)}")
@@ -451,13 +431,6 @@ def _means(recent: deque[EpisodeStats]) -> tuple[float, float, float]:
     """Mean return, final PSNR gain and length of the recent episodes (the return telescopes to the gain)."""
     return (_mean([s.episode_return for s in recent]), _mean([s.psnr_gain for s in recent]),
             _mean([float(s.length) for s in recent]))
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop the log rows after ``step`` (written after the checkpoint a run resumes from)."""
-    if path.exists():
-        lines = path.read_text().splitlines(keepends=True)
-        path.write_text("".join(lines[:1] + [line for line in lines[1:] if int(line.split(",")[0]) <= step]))
 
 
 # ---- Training loop --------------------------------------------------------------------------------------
@@ -475,23 +448,21 @@ def train(
     """Train the agent with DQN on ``cfg.difficulty`` and return the Q-network; ``on_steps(n)`` (optional) is
     told of every ``n`` agent steps taken (a caller's progress bar).
 
-    Writes to ``out_dir``: ``checkpoint.pt`` every ``checkpoint_frequency`` steps and at the end (atomically),
-    ``log.csv`` and, at the end, ``agent.pt`` (network, config, toolbox version and metadata). ``resume``
-    continues from ``checkpoint.pt`` exactly as if never stopped (same config, ``total_timesteps`` aside, and
-    same toolbox); without it an existing checkpoint is an error, never overwritten. The checkpoint at the end
-    also restarts the episodes in flight, so a run extended past ``total_timesteps`` matches a run trained in
-    one go only if its old end was a multiple of ``checkpoint_frequency``. With ``joint_every`` > 0 the tools
-    train in place along with the agent (:class:`restore_gym.joint.JointTrainer`): checkpoints hold the tools
-    and the trainer, ``toolbox.pt`` the final tools, and a resume takes the original toolbox.
+    Writes to ``out_dir``, atomically: ``config.json``, ``checkpoint.pt`` every ``checkpoint_frequency`` steps
+    and at the end, and at the end ``agent.pt`` (network, config, toolbox version and metadata); ``log.csv`` is
+    a :class:`restore_gym.resumable.TrainingLog` (created atomically, rows appended with an fsync). A run starts
+    by removing the temp files a killed run left in ``out_dir``. ``resume`` continues from ``checkpoint.pt``
+    exactly as if never stopped (same config, ``total_timesteps`` aside, and same toolbox; the log is cut back to
+    the checkpoint's step, damaged lines dropped with a warning); without it an existing checkpoint is an
+    error, never overwritten. The checkpoint at the end also restarts the episodes in flight, so a run extended
+    past ``total_timesteps`` matches a run trained in one go only if its old end was a multiple of
+    ``checkpoint_frequency``. With ``joint_every`` > 0 the tools train in place along with the agent
+    (:class:`restore_gym.joint.JointTrainer`): checkpoints hold the tools and the trainer, ``toolbox.pt`` the
+    final tools, and a resume takes the original toolbox.
     """
     device = resolve_device(device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path, log_path = out_dir / CHECKPOINT_FILE, out_dir / LOG_FILE
-    if resume and not checkpoint_path.is_file():
-        raise FileNotFoundError(f"cannot resume: there is no {checkpoint_path}")
-    if not resume and checkpoint_path.exists():
-        raise FileExistsError(f"{checkpoint_path} exists: resume it or choose another output folder")
+    checkpoint_path, log = start_run(out_dir, CHECKPOINT_FILE, resume), TrainingLog(out_dir / LOG_FILE, LOG_COLUMNS)
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -521,12 +492,11 @@ def train(
         global_step, episodes = payload["global_step"], payload["episodes"]
         recent.extend(EpisodeStats(*stats) for stats in payload["recent"])
         losses = list(payload["losses"])
-        _restore_rngs(payload["rngs"], rng)
-        _truncate_log(log_path, global_step)
+        restore_rngs(payload["rngs"], rng)
+        log.truncate(global_step)  # the rows written after the checkpoint are written again
     else:
-        (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    if not resume or not log_path.exists():  # a fresh run's log never continues the rows of an earlier run
-        log_path.write_text(",".join(LOG_COLUMNS) + "\n")
+        write_json_atomic(out_dir / CONFIG_FILE, asdict(cfg))
+        log.create(replace=True)  # a fresh run's log never continues the rows of an earlier run
     collector.restart(env_seeds(cfg.seed, global_step, cfg.num_envs))
 
     bar = tqdm(total=cfg.total_timesteps, initial=global_step, unit="step", disable=not progress)
@@ -557,8 +527,7 @@ def train(
             speed = (global_step - last_log_step) / max(now - last_log_time, 1e-9)
             row = [global_step, episodes, *_means(recent), _mean(losses), policy.epsilon,
                    learning_rate(cfg, global_step), speed]
-            with log_path.open("a") as log:
-                log.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n")
+            log.append({column: f"{v:.6g}" if isinstance(v, float) else v for column, v in zip(LOG_COLUMNS, row)})
             bar.set_postfix(gain=f"{row[3]:.2f}dB", eps=f"{policy.epsilon:.2f}", loss=f"{row[5]:.3g}")
             losses.clear()
             last_log_time, last_log_step = now, global_step
@@ -573,7 +542,7 @@ def train(
                 episodes=episodes,
                 recent=[astuple(s) for s in recent],
                 losses=list(losses),
-                rngs=_rng_states(rng),
+                rngs=rng_states(rng),
             )
             if joint:
                 checkpoint.update(base_toolbox=base_toolbox, joint=joint.state_dict())

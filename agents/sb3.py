@@ -5,13 +5,13 @@
 
 Hyperparameters follow the RL Baselines3 Zoo layout: ``agents/hyperparams/ALGO.yml`` holds one block per
 environment id with the zoo keys ``n_envs``, ``n_timesteps``, ``policy``, ``policy_kwargs`` (a mapping; class
-names such as ``activation_fn: ReLU`` or ``features_extractor_class: NatureCNN`` resolve from a fixed list,
-nothing is evaluated), ``env_kwargs`` (keyword arguments of the environment: ``observation``, ``difficulty``,
-...) and the algorithm's constructor arguments. ``learning_rate`` / ``clip_range`` / ``clip_range_vf`` may be
-``lin_<value>``: linear decay from the value to 0, as in the zoo. ``joint`` (a mapping of
-:class:`restore_gym.joint.JointConfig`'s fields: ``every``, ``batch_size``, ``lr``, ``updates``, ``capacity``,
-``seed``) trains the tools jointly with the agent (the paper's Algorithm 1) and saves them as ``toolbox.pt`` in
-the run folder. Any other key is an error naming the file.
+names such as ``activation_fn: ReLU`` or ``features_extractor_class: NatureCNN`` resolve from the fixed
+:data:`restore_gym.sb3_policy.POLICY_CLASSES`, nothing is evaluated), ``env_kwargs`` (keyword arguments of the
+environment: ``observation``, ``difficulty``, ...) and the algorithm's constructor arguments. ``learning_rate``
+/ ``clip_range`` / ``clip_range_vf`` may be ``lin_<value>``: linear decay from the value to 0, as in the zoo.
+``joint`` (a mapping of :class:`restore_gym.joint.JointConfig`'s fields: ``every``, ``batch_size``, ``lr``,
+``updates``, ``capacity``, ``seed``) trains the tools jointly with the agent (the paper's Algorithm 1) and saves
+them as ``toolbox.pt`` in the run folder. Any other key is an error naming the file.
 
 Training runs on the batched vector environment through :class:`restore_gym.sb3.RLRestoreSB3VecEnv` (wrapped
 in ``VecMonitor``). A run folder holds ``config.yml`` (the resolved hyperparameters and run arguments),
@@ -37,10 +37,8 @@ import torch
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecMonitor
-from torch import nn
 
 from restore_gym.allocator import retain_freed_memory
 from restore_gym.baselines import NamedPolicy
@@ -50,7 +48,16 @@ from restore_gym.joint import JointConfig, JointTrainer
 from restore_gym.records import write_atomic, write_json_atomic, write_text_atomic
 from restore_gym.sb3 import RLRestoreSB3VecEnv
 from restore_gym.sb3_joint import JointTrainingCallback
-from restore_gym.sb3_policy import ALGORITHMS, CONFIG_FILE, MODEL_FILE, SB3Policy, algorithm_class
+from restore_gym.sb3_policy import (
+    ALGORITHMS,
+    CONFIG_FILE,
+    MODEL_FILE,
+    SCHEDULE_KEYS,
+    ZOO_KEYS,
+    SB3Policy,
+    algorithm_class,
+    resolve_policy_kwargs,
+)
 from restore_gym.toolbox import Toolbox
 from restore_gym.vector_env import RLRestoreVectorEnv
 
@@ -59,8 +66,6 @@ DEFAULT_ENV_ID = "RLRestore-v0"
 EVAL_FILE = "eval.json"
 JOINT_TOOLBOX_FILE = "toolbox.pt"
 
-# Keys consumed here (the zoo's, and joint training's); every other key of a block is a constructor argument.
-ZOO_KEYS: tuple[str, ...] = ("n_envs", "n_timesteps", "policy", "env_kwargs", "joint")
 # Constructor arguments the trainer sets itself (or that YAML cannot express).
 TRAINER_KEYS: tuple[str, ...] = (
     "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model",
@@ -68,14 +73,6 @@ TRAINER_KEYS: tuple[str, ...] = (
 )
 # Environment arguments fixed by the trainer: training uses the train split, evaluation the test split.
 TRAINER_ENV_KEYS: tuple[str, ...] = ("num_envs", "split", "toolbox", "device", "render_mode")
-SCHEDULE_KEYS: tuple[str, ...] = ("learning_rate", "clip_range", "clip_range_vf")
-# Names that policy_kwargs values of CLASS_KEYS may take (an optional "nn." prefix is allowed).
-POLICY_CLASSES: dict[str, type] = {
-    "ReLU": nn.ReLU, "Tanh": nn.Tanh, "ELU": nn.ELU, "LeakyReLU": nn.LeakyReLU, "GELU": nn.GELU, "SiLU": nn.SiLU,
-    "NatureCNN": NatureCNN, "CombinedExtractor": CombinedExtractor, "FlattenExtractor": FlattenExtractor,
-    "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "RMSprop": torch.optim.RMSprop,
-}
-CLASS_KEYS: tuple[str, ...] = ("activation_fn", "features_extractor_class", "optimizer_class")
 
 
 # ---- Hyperparameters ------------------------------------------------------------------------------------
@@ -107,20 +104,6 @@ def _schedule(key: str, value: Any, where: str) -> Any:
     except ValueError:
         pass
     raise ValueError(f"{where}: {key} {value!r} is neither a number nor 'lin_<number>'")
-
-
-def resolve_policy_kwargs(policy_kwargs: Mapping[str, Any], where: str = "policy_kwargs") -> dict[str, Any]:
-    """``policy_kwargs`` with the class names of :data:`CLASS_KEYS` replaced by classes of :data:`POLICY_CLASSES`."""
-    resolved = dict(policy_kwargs)
-    for key in CLASS_KEYS:
-        if key in resolved:
-            name = resolved[key]
-            cls = POLICY_CLASSES.get(name.removeprefix("nn.")) if isinstance(name, str) else None
-            if cls is None:
-                raise ValueError(f"{where}: policy_kwargs {key} {name!r} is not a known name; "
-                                 f"known: {', '.join(POLICY_CLASSES)}")
-            resolved[key] = cls
-    return resolved
 
 
 def validate_hyperparams(algo: str, hyperparams: Mapping[str, Any], where: str) -> None:

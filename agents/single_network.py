@@ -13,9 +13,6 @@ exactly) and, at the end, ``network.pt``. Evaluate with ``python -m restore_gym 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -35,14 +32,16 @@ from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
 from restore_gym.devices import resolve_device
 from restore_gym.metrics import psnr_batch
 from restore_gym.networks import ARCHITECTURES, build_network, check_arch, network_payload, restore
-from restore_gym.records import config_differences, write_text_atomic
+from restore_gym.records import load_torch_file, write_json_atomic
+from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states, start_run
 from restore_gym.sources import resolve_source
 from restore_gym.toolbox import atomic_torch_save
 from restore_gym.train_tools import learning_rate, mse_step
 
 NETWORK_FILE, CHECKPOINT_FILE, LOG_FILE, CONFIG_FILE = "network.pt", "checkpoint.pt", "log.csv", "config.json"
 LOG_COLUMNS = ("iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
-CHECKPOINT_KEYS = frozenset({"optimizer", "numpy_rng", "log"})
+RESTART_ADVICE = "delete it to train the network anew (without --resume)"
+CHECKPOINT_KEYS = frozenset({"config", "optimizer", "numpy_rng", "log"})
 
 
 # ---- Configuration --------------------------------------------------------------------------------------
@@ -139,22 +138,10 @@ def sample_batch(source: ImageSource, difficulty: str, batch_size: int, patch_si
     return to_nchw(degraded), to_nchw(clean)
 
 
-def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
-
-
-def _check_resumable(payload: dict[str, Any], cfg: NetworkConfig, path: Path) -> None:
+def _check_resumable(payload: Any, cfg: NetworkConfig, path: Path) -> None:
     """ValueError unless ``payload`` is a checkpoint of ``cfg`` (``iterations`` aside)."""
-    if not payload.keys() >= CHECKPOINT_KEYS:
-        raise ValueError(f"{path} is not a training checkpoint (a network file cannot be resumed)")
-    differences = config_differences(payload["config"], asdict(cfg), "iterations")
-    if differences:
-        raise ValueError(f"cannot resume {path} with another config ({'; '.join(differences)}); only "
-                         "iterations may change")
+    check_checkpoint(payload, CHECKPOINT_KEYS, path, "a network file cannot be resumed")
+    check_config(payload["config"], asdict(cfg), path, ("iterations",))
 
 
 # ---- Training -------------------------------------------------------------------------------------------
@@ -172,18 +159,16 @@ def train(
 
     Writes to ``out_dir``: ``config.json``, ``log.csv`` (rewritten atomically at every validation),
     ``checkpoint.pt`` every ``checkpoint_every`` iterations and at the end, and ``network.pt`` at the end,
-    each atomically. ``resume`` continues from ``checkpoint.pt`` exactly as if never stopped (same config,
-    ``iterations`` aside; a finished run just rewrites ``network.pt``), and the log's ``seconds`` go on counting
-    the training time from the checkpoint's; without it an existing checkpoint is an error, never overwritten.
+    each atomically; it starts by removing the temp files a killed run left there. ``resume`` continues from
+    ``checkpoint.pt`` exactly as if never stopped (same config, ``iterations`` aside; a finished run just
+    rewrites ``network.pt``), and the log's ``seconds`` go on counting the training time from the checkpoint's
+    (a damaged checkpoint is an error naming it); without it an existing checkpoint is an error, never
+    overwritten.
     ``on_iteration`` is called after every iteration (progress reporting).
     """
     device = resolve_device(device)
     out_dir = Path(out_dir)
-    checkpoint_path, log_path = out_dir / CHECKPOINT_FILE, out_dir / LOG_FILE
-    if resume and not checkpoint_path.is_file():
-        raise FileNotFoundError(f"cannot resume: there is no {checkpoint_path}")
-    if not resume and checkpoint_path.exists():
-        raise FileExistsError(f"{checkpoint_path} exists: resume it or choose another output folder")
+    checkpoint_path, log = start_run(out_dir, CHECKPOINT_FILE, resume), TrainingLog(out_dir / LOG_FILE, LOG_COLUMNS)
     source = resolve_source(cfg.source, "train")
     validation = validation_set(cfg.difficulty, cfg.source, cfg.val_patches)
     val_degraded, val_clean = to_nchw(validation.degraded).to(device), to_nchw(validation.clean).to(device)
@@ -195,23 +180,23 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     start, rows, seconds_before = 0, [], 0.0
     if resume:
-        payload = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        payload = load_torch_file(checkpoint_path, "single-network checkpoint", advice=RESTART_ADVICE)
         _check_resumable(payload, cfg, checkpoint_path)
         network.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(payload["optimizer"])
-        rng.bit_generator.state = payload["numpy_rng"]
+        restore_rngs(payload, rng, suffix="_rng")
         start, rows = payload["iteration"], list(payload["log"])
         # Checkpoints written before "seconds" was stored: the time up to the last validation.
         seconds_before = float(payload.get("seconds", rows[-1]["seconds"] if rows else 0.0))
     else:
-        write_text_atomic(out_dir / CONFIG_FILE, json.dumps(asdict(cfg), indent=2) + "\n")
+        write_json_atomic(out_dir / CONFIG_FILE, asdict(cfg))
 
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - began
 
     def save_checkpoint(iteration: int) -> None:
         atomic_torch_save({**network_payload(network, asdict(cfg), iteration), "optimizer": optimizer.state_dict(),
-                           "numpy_rng": rng.bit_generator.state, "log": rows, "seconds": elapsed()},
+                           **rng_states(rng, ("numpy",), suffix="_rng"), "log": rows, "seconds": elapsed()},
                           checkpoint_path)
 
     began = time.perf_counter()
@@ -230,7 +215,7 @@ def train(
                          "val_psnr_in": f"{val_input:.4f}", "val_psnr_out": f"{val_output:.4f}",
                          "val_gain": f"{val_output - val_input:.4f}",
                          "seconds": f"{elapsed():.1f}"})
-            _write_log(log_path, rows)
+            log.write(rows)
             bar.set_postfix(loss=f"{loss_value:.5f}", gain=f"{val_output - val_input:+.2f} dB")
         if done % cfg.checkpoint_every == 0 and done < cfg.iterations:
             save_checkpoint(done)

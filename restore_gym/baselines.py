@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from restore_gym.data import ImageSource, TestSet, cache_dir, digest_of, to_nchw
 from restore_gym.degrade import check_difficulty
 from restore_gym.engine import MAX_TOOLS, STATE_RANGE, STOP
 from restore_gym.metrics import psnr_batch
-from restore_gym.records import write_npz_atomic
+from restore_gym.records import read_npz_cache, write_npz_atomic
 from restore_gym.rollout import Policy
 from restore_gym.sources import resolve_source
 from restore_gym.toolbox import NUM_TOOLS, Toolbox
@@ -154,26 +154,27 @@ def oracle_cache_path(fingerprint: str, digest: str) -> Path:
     return cache_dir() / "oracles" / f"{fingerprint}-{digest}.npz"
 
 
+def _read_table(cached: Mapping[str, np.ndarray]) -> tuple[np.ndarray, tuple[str, str]]:
+    return cached["psnrs"], (str(cached["fingerprint"]), str(cached["digest"]))
+
+
 def chain_psnr_table(
     toolbox: Toolbox, patches: TestSet, max_length: int = MAX_TOOLS, use_cache: bool = True, **search: int
 ) -> np.ndarray:
     """:func:`all_chain_psnrs` of a test or validation set (N x ``num_chains(max_length)``), cached on disk.
 
     The cache is keyed by :meth:`Toolbox.fingerprint` and ``patches.digest``; a cached table with at least
-    the needed columns is reused, otherwise the table is computed and written atomically. ``search`` is
-    passed on to :func:`all_chain_psnrs` (``patches_per_chunk``, ``max_batch``).
+    the needed columns is reused, otherwise the table is computed and written atomically (a damaged cache
+    file is rebuilt with a warning naming it). ``search`` is passed on to :func:`all_chain_psnrs`
+    (``patches_per_chunk``, ``max_batch``).
     """
     count = num_chains(max_length)
     fingerprint = toolbox.fingerprint()
     path = oracle_cache_path(fingerprint, patches.digest)
-    if use_cache and path.is_file():
-        try:
-            with np.load(path) as cached:
-                table = cached["psnrs"]
-                valid = str(cached["fingerprint"]) == fingerprint and str(cached["digest"]) == patches.digest
-        except (OSError, KeyError, ValueError):
-            valid = False
-        if valid and table.shape[0] == len(patches) and table.shape[1] >= count:
+    cached = read_npz_cache(path, _read_table, "chain-PSNR table") if use_cache else None
+    if cached is not None:
+        table, keys = cached
+        if keys == (fingerprint, patches.digest) and table.shape[0] == len(patches) and table.shape[1] >= count:
             return table[:, :count]
     device = next(toolbox.parameters()).device
     table, _ = all_chain_psnrs(toolbox, to_nchw(patches.degraded).to(device), to_nchw(patches.clean).to(device),

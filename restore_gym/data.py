@@ -29,7 +29,7 @@ import json
 import math
 import os
 import warnings
-import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +48,7 @@ from restore_gym.degrade import (
     sample_params,
 )
 from restore_gym.metrics import psnr
-from restore_gym.records import write_npz_atomic
+from restore_gym.records import read_npz_cache, write_npz_atomic
 
 SCALES: tuple[float, ...] = (1.0, 2.0 / 3.0, 1.0 / 3.0)
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -357,25 +357,25 @@ def _to_cache(test_set: TestSet, path: Path) -> None:
     )
 
 
-def _from_cache(path: Path, difficulty: str) -> TestSet:
-    """The test set cached in ``path``; ValueError if its patches do not match the digest cached with them."""
-    with path.open("rb") as handle, np.load(handle) as data:  # np.load leaves a path it opened open if it fails
-        degraded = data["degraded"].astype(np.float32) / 255.0
-        if digest_of(degraded) != str(data["digest"]):
-            raise ValueError("its patches do not match the digest they were cached with")
-        params = [
-            DegradationParams(tuple(int(k) for k in lv), float(b), float(n), int(q))
-            for lv, b, n, q in zip(data["levels"], data["blur_sigma"], data["noise_sigma"], data["jpeg_quality"])
-        ]
-        return TestSet(
-            difficulty=difficulty,
-            degraded=degraded,
-            clean=data["clean"].astype(np.float32) / 255.0,
-            params=params,
-            digest=str(data["digest"]),
-            expected_digest=expected_digests().get(difficulty),
-            sources=[tuple(s) for s in json.loads(str(data["sources"]))],
-        )
+def _from_cache(data: Mapping[str, np.ndarray], difficulty: str) -> TestSet:
+    """The test set of the cached arrays ``data``; ValueError if its patches do not match the digest cached
+    with them."""
+    degraded = data["degraded"].astype(np.float32) / 255.0
+    if digest_of(degraded) != str(data["digest"]):
+        raise ValueError("its patches do not match the digest they were cached with")
+    params = [
+        DegradationParams(tuple(int(k) for k in lv), float(b), float(n), int(q))
+        for lv, b, n, q in zip(data["levels"], data["blur_sigma"], data["noise_sigma"], data["jpeg_quality"])
+    ]
+    return TestSet(
+        difficulty=difficulty,
+        degraded=degraded,
+        clean=data["clean"].astype(np.float32) / 255.0,
+        params=params,
+        digest=str(data["digest"]),
+        expected_digest=expected_digests().get(difficulty),
+        sources=[tuple(s) for s in json.loads(str(data["sources"]))],
+    )
 
 
 def load_test_set(difficulty: str) -> TestSet:
@@ -387,13 +387,7 @@ def load_test_set(difficulty: str) -> TestSet:
     """
     check_difficulty(difficulty)
     path = cache_dir() / "testsets" / f"v{TEST_SET_FORMAT}-{difficulty}.npz"
-    test_set = None
-    if path.exists():
-        try:
-            test_set = _from_cache(path, difficulty)
-        except (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as error:
-            warnings.warn(f"the cached {difficulty} test set {path} is damaged ({type(error).__name__}: {error}); "
-                          "rebuilding it", stacklevel=2)
+    test_set = read_npz_cache(path, lambda data: _from_cache(data, difficulty), f"{difficulty} test set")
     if test_set is None:
         test_set = build_test_set(difficulty)
         _to_cache(test_set, path)

@@ -41,7 +41,7 @@ from restore_gym.lstm_dqn import LSTMDQNPolicy, QNetwork
 from restore_gym.metrics import psnr_batch, ssim
 from restore_gym.networks import load_network, restore
 from restore_gym.official import OFFICIAL
-from restore_gym.records import file_sha256, provenance, write_json_atomic
+from restore_gym.records import check_writable, file_sha256, provenance, write_json_atomic
 from restore_gym.rollout import Policy, run_one_episode_each
 from restore_gym.sources import resolve_source
 from restore_gym.toolbox import NUM_TOOLS, TOOL_SPECS, Toolbox, count_macs, count_parameters
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--official-toolbox", metavar="DIR", help="the authors' released tools (tool01..tool12)")
     parser.add_argument("--checkpoint", help="lstm-dqn, single-network: a .pt file; official: the authors' model "
                         "folder; sb3: the run folder")
-    parser.add_argument("--out", help="write the JSON report here (atomically)")
+    parser.add_argument("--out", help="write the JSON report here (atomically; checked before evaluating)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--validation-size", type=int, default=VALIDATION_SIZE,
@@ -329,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.out:  # checked before the evaluation, which would otherwise be lost
+            check_writable(args.out)
         check_difficulty(args.difficulty)
         check_agent(args.agent, args.checkpoint)
         device = resolve_device(args.device)

@@ -2,7 +2,8 @@
 
 :func:`write_atomic` writes a file through a temp file ``.<name>.<8 random characters>.tmp`` beside it; a
 process killed mid-write leaves that temp file behind, and :func:`remove_stale_temporaries` removes such
-leftovers when a training starts.
+leftovers when a training starts. A cache written with :func:`write_npz_atomic` is read back with
+:func:`read_npz_cache`, which takes a damaged one for missing, with a warning naming it, so that it is rebuilt.
 
 Torch files are verified before they are loaded (:func:`verify_torch_file`, once per process per file
 version): a file shipped in ``restore_gym/weights/`` must match its SHA-256 recorded in
@@ -21,11 +22,12 @@ import re
 import subprocess
 import tempfile
 import time
+import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +41,10 @@ _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 _VERIFIED: set[tuple[str, int, int]] = set()
 RESTORE_ADVICE = "restore it from a copy or write it anew"
 _started = time.time()  # when this process imported this module (reset in a forked child)
+# What reading a damaged .npz raises: truncated (BadZipFile, EOFError), a failed CRC (BadZipFile), a missing
+# array (KeyError), no archive at all (ValueError, OSError), a wrong type (TypeError).
+_DAMAGED_NPZ = (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile)
+T = TypeVar("T")
 
 
 def _restart_clock() -> None:
@@ -77,6 +83,23 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             os.close(dir_fd)
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if :func:`write_atomic` can write a file there (creating the folders it lacks); else a
+    ValueError saying why not: ``path`` is a folder, a file stands where a folder above it should be, or the
+    folder it would be written in is not writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the path of a file in it, e.g. {path / 'report.json'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: the folder {folder} is not writable")
+    return path
+
+
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Remove the temp files of :func:`write_atomic` (``.<name>.<8 random characters>.tmp``) that a killed
     process left in ``folder``: only files of exactly that name, last modified before this process started
@@ -103,6 +126,23 @@ def write_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_npz_cache(path: str | os.PathLike, read: Callable[[Mapping[str, np.ndarray]], T], what: str) -> T | None:
+    """``read(arrays)`` of the ``.npz`` cache file ``path`` (``np.load``, no pickles); None when there is no such
+    file, or, with a warning naming ``what`` and ``path``, when it is damaged (truncated, failing a CRC check,
+    lacking an array, or refused by ``read`` with a ValueError): the caller then rebuilds it (and rewrites it
+    with :func:`write_npz_atomic`)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as handle, np.load(handle) as arrays:  # np.load leaves a path it opened open on failure
+            return read(arrays)
+    except _DAMAGED_NPZ as error:
+        warnings.warn(f"the cached {what} {path} is damaged ({type(error).__name__}: {error}); rebuilding it",
+                      stacklevel=3)
+        return None
 
 
 def _git_commit() -> str | None:

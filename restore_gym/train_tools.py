@@ -26,8 +26,6 @@ run stops with an error saying what to do, rather than label old weights with a 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import os
 import time
@@ -44,19 +42,15 @@ from restore_gym.allocator import retain_freed_memory
 from restore_gym.data import BuiltinImages, ImageSource
 from restore_gym.metrics import psnr_batch
 from restore_gym.parallel import run_in_processes
-from restore_gym.records import (
-    config_differences,
-    load_torch_file,
-    remove_stale_temporaries,
-    write_json_atomic,
-    write_text_atomic,
-)
+from restore_gym.records import load_torch_file, remove_stale_temporaries, write_json_atomic
+from restore_gym.resumable import TrainingLog, check_config, config_changes, restore_rngs, rng_states
 from restore_gym.sources import resolve_source
 from restore_gym.tool_data import DrawConfig, sample_band_batch
 from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
 RETRAIN_ADVICE = "delete it to train the tool anew"
 LOG_FIELDS = ("tool", "iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
+ITERATION_FIELDS = ("small_iterations", "large_iterations")  # may grow when a run is resumed
 
 
 @dataclass(frozen=True)
@@ -170,38 +164,17 @@ def validation_gain(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], 
     return before, after
 
 
-def _create_log(path: Path) -> None:
-    """Write the log's header, atomically, unless the log exists (:func:`train_toolbox` creates it before any
-    worker starts, so parallel workers never race)."""
-    if not path.exists():
-        header = io.StringIO()
-        csv.DictWriter(header, fieldnames=LOG_FIELDS).writeheader()
-        write_text_atomic(path, header.getvalue())
-
-
-def _append_log(path: Path, row: dict) -> None:
-    _create_log(path)
-    with path.open("a", newline="") as handle:
-        csv.DictWriter(handle, fieldnames=LOG_FIELDS).writerow(row)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _config_differences(saved: dict, config: TrainConfig) -> list[str]:
-    """How the config ``saved`` with a tool differs from ``config``, iteration counts aside."""
-    saved, wanted = ({k: v for k, v in c.items() if not k.endswith("_iterations")} for c in (saved, asdict(config)))
-    return config_differences(saved, wanted, labels=("there", "here"))
+def _training_log(out_dir: Path) -> TrainingLog:
+    """The CSV log of every tool trained in ``out_dir``, ``train_log.csv``: one row per validation."""
+    return TrainingLog(out_dir / "train_log.csv", LOG_FIELDS, "iteration", line_end="\r\n")
 
 
 def _check_resumable(state: dict, config: TrainConfig, path: Path) -> None:
     """ValueError unless the checkpoint ``state`` was written under ``config`` (iteration counts aside, which
     may grow); checkpoints that predate the recorded config are taken as they are."""
-    if "config" not in state:
-        return
-    differences = _config_differences(state["config"], config)
-    if differences:
-        raise ValueError(f"cannot resume {path}: it was trained with another config ({'; '.join(differences)}); "
-                         "restore that config, or delete the checkpoint to train the tool anew")
+    if "config" in state:
+        check_config(state["config"], asdict(config), path, ITERATION_FIELDS, "delete the checkpoint to train the "
+                     "tool anew")
 
 
 def _finished_weights(path: Path, config: TrainConfig, iterations: int) -> dict:
@@ -212,7 +185,7 @@ def _finished_weights(path: Path, config: TrainConfig, iterations: int) -> dict:
         raise ValueError(f"{path} holds no record of the config that trained it (it predates that record), so it "
                          "cannot be checked against this run's; delete it to train the tool anew, or keep it and "
                          "train elsewhere (another --out)")
-    differences = _config_differences(state["config"], config)
+    differences = config_changes(state["config"], asdict(config), ITERATION_FIELDS)
     if state["iterations"] != iterations:
         differences.append(f"iterations: {state['iterations']!r} there, {iterations} here")
     if differences:
@@ -257,14 +230,13 @@ def train_tool(
         _check_resumable(state, config, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        restore_rngs(state, rng, suffix="_rng")
         start = state["iteration"]
     draw, prior = config.draw(), config.load_prior_toolbox()
     val_rng = np.random.default_rng([config.seed, spec.index, 999])
     val_batch = sample_band_batch(val_source, spec, config.val_patches, config.val_patch_size, val_rng, draw,
                                   prior_toolbox=prior)
-    log_path = out_dir / "train_log.csv"
+    log = _training_log(out_dir)
     began = time.perf_counter()
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{tag} {spec.name}", disable=not progress)
     for iteration in bar:
@@ -277,7 +249,7 @@ def train_tool(
         if done % config.eval_every == 0 or done == total:
             before, after = validation_gain(model, val_batch, device)
             bar.set_postfix(loss=f"{loss_value:.5f}", gain=f"{after - before:+.2f} dB")
-            _append_log(log_path, {
+            log.append({
                 "tool": spec.index + 1, "iteration": done, "loss": f"{loss_value:.6f}", "lr": f"{lr:.3g}",
                 "val_psnr_in": f"{before:.4f}", "val_psnr_out": f"{after:.4f}", "val_gain": f"{after - before:.4f}",
                 "seconds": f"{time.perf_counter() - began:.1f}",
@@ -285,8 +257,7 @@ def train_tool(
         if done % config.checkpoint_every == 0 and done < total:
             atomic_torch_save({
                 "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "iteration": done,
-                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "iteration": done, **rng_states(rng, ("numpy", "torch"), suffix="_rng"),
             }, ckpt_path)
     atomic_torch_save({"config": asdict(config), "iterations": total, "state_dict": model.state_dict()}, final_path)
     ckpt_path.unlink(missing_ok=True)
@@ -346,7 +317,7 @@ def train_toolbox(
         raise ValueError("warm_start needs init: the toolbox whose tools to train further")
     toolbox = Toolbox.load(init) if init else Toolbox()
     if jobs > 1 and len(tools) > 1:
-        _create_log(out / "train_log.csv")
+        _training_log(out).create()  # before any worker starts, so that parallel workers never race to create it
         run_in_processes(_train_tool_in_worker, [(index, source, out, config, device, init, warm_start)
                                                  for index in tools], jobs)
     for index in tools:

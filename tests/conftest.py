@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from restore_gym import records
 from restore_gym.toolbox import Toolbox
 
 # Keep the suite away from the user's cache: frozen test sets are rebuilt in a private folder.
@@ -35,6 +36,22 @@ def write_decompression_bomb(path: Path, side: int = 20_000) -> None:
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
                      + chunk(b"IEND", b""))
+
+
+def leave_a_killed_run_then_fill_the_disk(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put in ``folder`` what a killed run leaves (a temp file of ``records.write_atomic``, older than this process)
+    and an earlier ``config.json`` holding ``{"earlier": true}``, then make every fsync fail as on a full disk.
+    Returns the temp file."""
+    stale = folder / ".checkpoint.pt.abcdefgh.tmp"
+    stale.write_bytes(b"left by a killed run")
+    os.utime(stale, (records._started - 60, records._started - 60))
+    (folder / "config.json").write_text('{"earlier": true}')
+
+    def disk_full(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(records.os, "fsync", disk_full)
+    return stale
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,9 @@
+import base64
 import json
+import pickle
+import shutil
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +21,8 @@ from restore_gym.engine import STOP
 from restore_gym.evaluation import evaluate
 from restore_gym.sb3_policy import ALGORITHMS, SB3Policy, algorithm_class, load_policy
 from restore_gym.vector_env import RLRestoreVectorEnv
+
+MODELS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "leaderboard" / "models"
 
 ENV_IDS = ("RLRestore-v0", "RLRestoreMild-v0", "RLRestoreModerate-v0", "RLRestoreSevere-v0")
 TINY_POLICY = {"net_arch": [8], "features_extractor_kwargs": {"cnn_output_dim": 8}}
@@ -182,3 +189,82 @@ def test_bad_inputs(toolbox, tmp_path, capsys):
     with pytest.raises(SystemExit):
         sb3.main(["--algo", "ppo", "--env", "Nope-v0"])
     assert "no block for environment 'Nope-v0'" in capsys.readouterr().err
+
+
+def _same_actions(first, second, toolbox, steps=3):
+    vec = RLRestoreVectorEnv(8, split="test", toolbox=toolbox, observation=first.observation_mode)
+    obs, _ = vec.reset(seed=0)
+    for _ in range(steps):
+        actions = first(vec, obs)
+        np.testing.assert_array_equal(second(vec, obs), actions)
+        obs, *_ = vec.step(actions)
+
+
+@pytest.mark.parametrize("run", ["sb3-ppo/seed0", "sb3-dqn/seed1"])
+def test_the_committed_models_load_as_sb3_loaded_them(toolbox, run):
+    folder = MODELS / run
+    algo = yaml.safe_load((folder / "config.yml").read_text())["algo"]
+    # SB3's own loader, as load_policy used it (it unpickles the model's spaces: these files are ours).
+    inference = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0,
+                 "exploration_schedule": lambda _: 0.0}
+    trusted = SB3Policy(algorithm_class(algo).load(folder / "model.zip", device="cpu", custom_objects=inference))
+    policy = load_policy(folder)
+    assert type(policy.model) is type(trusted.model) and policy.observation_mode == trusted.observation_mode
+    assert policy.model.observation_space == trusted.model.observation_space
+    assert policy.model.action_space == trusted.model.action_space
+    expected = trusted.model.policy.state_dict()
+    for name, weights in policy.model.policy.state_dict().items():
+        assert torch.equal(weights, expected[name]), name
+    _same_actions(trusted, policy, toolbox)
+
+
+class _WritesMarker:
+    """Unpickled, it creates the file ``marker`` (what a crafted model file could do instead)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_loading_a_model_runs_no_code_from_its_file(toolbox, tmp_path):
+    original = MODELS / "sb3-dqn" / "seed0"
+    run, marker = tmp_path / "run", tmp_path / "marker"
+    shutil.copytree(original, run)
+    with zipfile.ZipFile(original / "model.zip") as source, zipfile.ZipFile(run / "model.zip", "w") as crafted:
+        for member in source.namelist():
+            data = source.read(member)
+            if member == "data":  # every pickled entry (spaces, policy class, schedules, ...) would write the marker
+                entries = json.loads(data)
+                payload = base64.b64encode(pickle.dumps(_WritesMarker(marker))).decode()
+                pickled = [key for key, value in entries.items() if isinstance(value, dict) and ":serialized:" in value]
+                assert {"observation_space", "action_space", "policy_class"} <= set(pickled)
+                for key in pickled:
+                    entries[key] = {":type:": "<class 'gymnasium.spaces.box.Box'>", ":serialized:": payload}
+                data = json.dumps(entries).encode()
+            crafted.writestr(member, data)
+    policy = load_policy(run)
+    assert not marker.exists()
+    _same_actions(load_policy(original), policy, toolbox, steps=1)
+
+
+def test_a_damaged_model_or_config_is_an_error_naming_it(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(MODELS / "sb3-ppo" / "seed0", run)
+    config = yaml.safe_load((run / "config.yml").read_text())
+    (run / "config.yml").write_text(yaml.safe_dump({**config, "hyperparams": {**config["hyperparams"],
+                                                                             "policy_kwargs": {"net_arch": [64]}}}))
+    with pytest.raises(ValueError, match=r"weights of .*model.zip do not fit the model .*config.yml describes"):
+        load_policy(run)
+    (run / "config.yml").write_text(yaml.safe_dump({**config, "algo": "sac"}))
+    with pytest.raises(ValueError, match=r"config.yml does not describe an SB3 model .*unknown algorithm 'sac'"):
+        load_policy(run)
+    shutil.copy(MODELS / "sb3-ppo" / "seed0" / "config.yml", run / "config.yml")
+    data = (run / "model.zip").read_bytes()
+    (run / "model.zip").write_bytes(data[:100_000] + bytes(b ^ 0xFF for b in data[100_000:100_100]) + data[100_100:])
+    with pytest.raises(ValueError, match=r"model.zip is damaged: archive member .* fails its CRC check"):
+        load_policy(run)
+    (run / "model.zip").write_bytes(data[:100_000])
+    with pytest.raises(ValueError, match=r"model.zip is not a readable SB3 model \(BadZipFile"):
+        load_policy(run)

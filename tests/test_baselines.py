@@ -1,4 +1,5 @@
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -160,6 +161,23 @@ def test_cache_hit_then_invalidation_when_the_weights_change(tmp_path, monkeypat
     changed = chain_psnr_table(toolbox, test_set)
     assert len(calls) == 2 and oracle_cache_path(toolbox.fingerprint(), test_set.digest) != path
     assert not np.allclose(changed, first)
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "emptied"])
+def test_a_damaged_cached_table_is_rebuilt_with_a_warning_naming_it(tmp_path, monkeypatch, test_set, damage):
+    monkeypatch.setenv("RESTORE_GYM_CACHE", str(tmp_path))
+    toolbox = tiny_toolbox(seed=2)  # single tools only (max_length=1): a table in a blink
+    first = chain_psnr_table(toolbox, test_set, max_length=1)
+    path = oracle_cache_path(toolbox.fingerprint(), test_set.digest)
+    data = bytearray(path.read_bytes())
+    if damage == "flipped":  # inside the table: its CRC check fails
+        data[len(data) // 2:len(data) // 2 + 100] = bytes(b ^ 0xFF for b in data[len(data) // 2:len(data) // 2 + 100])
+    path.write_bytes({"flipped": bytes(data), "truncated": bytes(data[:len(data) // 2]), "emptied": b""}[damage])
+    with pytest.warns(UserWarning, match=rf"cached chain-PSNR table {path} is damaged \(.*\); rebuilding it"):
+        np.testing.assert_array_equal(chain_psnr_table(toolbox, test_set, max_length=1), first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rewritten whole: read without a warning
+        np.testing.assert_array_equal(chain_psnr_table(toolbox, test_set, max_length=1), first)
 
 
 def test_best_tool_and_chain_are_chosen_on_the_train_split_only(monkeypatch, toolbox):

@@ -88,6 +88,23 @@ def test_bad_arguments_exit_with_a_clear_message(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("out", "message"), [
+    ("", "is a folder; give the path of a file in it"),
+    ("notes.txt/report.json", "notes.txt is a file, not a folder"),
+    ("locked/new/report.json", "the folder {tmp}/locked is not writable"),
+])
+def test_an_output_that_cannot_be_written_is_refused_before_evaluating(tmp_path, monkeypatch, capsys, out, message):
+    (tmp_path / "notes.txt").write_text("a file")
+    (tmp_path / "locked").mkdir()
+    access = evaluation.os.access  # the checks run as root here, where every folder is writable
+    monkeypatch.setattr(evaluation.os, "access", lambda path, mode: access(path, mode) and "locked" not in str(path))
+    monkeypatch.setattr(evaluation, "evaluate", lambda *args, **kwargs: pytest.fail("evaluated before the check"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--agent", "stop", "--difficulty", "mild", "--out", str(tmp_path / out)])
+    assert exit_info.value.code == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+
+
 def test_bad_arguments_from_python(toolbox):
     assert AGENTS[-3:] == ("lstm-dqn", "official", "sb3") and "exhaustive-oracle" in AGENTS
     with pytest.raises(ValueError, match="known agents: random, stop, best-tool, best-chain, greedy-oracle"):

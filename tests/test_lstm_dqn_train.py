@@ -1,9 +1,11 @@
 import csv
+import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from conftest import leave_a_killed_run_then_fill_the_disk
 from torch import nn
 
 from agents.lstm_dqn import (
@@ -312,7 +314,7 @@ def test_agent_files_and_clear_errors(trained, tmp_path, shift_toolbox):
         train(PRESETS["smoke"], out, shift_toolbox, progress=False)
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         train(PRESETS["smoke"], tmp_path / "empty", shift_toolbox, resume=True, progress=False)
-    with pytest.raises(ValueError, match="batch_size: 8 saved, 4 now"):
+    with pytest.raises(ValueError, match="batch_size: 8 there, 4 here"):
         train(preset("smoke", batch_size=4), out, shift_toolbox, resume=True, progress=False)
     with pytest.raises(ValueError, match="toolbox"):
         train(PRESETS["smoke"], out, Toolbox(version=2), resume=True, progress=False)
@@ -346,3 +348,22 @@ def test_a_checkpoint_from_before_new_config_fields_still_resumes(trained, tmp_p
     assert stored_config(payload) == PRESETS["smoke"].__dict__
     train(preset("smoke", total_timesteps=80), resumed, shift_toolbox, resume=True, progress=False)
     assert load_agent(resumed / AGENT_FILE)[1]["global_step"] >= 80
+
+
+@pytest.mark.parametrize("damage", ["garbage\n", "\n", "64,1"])
+def test_a_damaged_log_does_not_block_a_resume(trained, tmp_path, shift_toolbox, damage):
+    out, _ = trained
+    shutil.copy(out / CHECKPOINT_FILE, tmp_path / CHECKPOINT_FILE)
+    (tmp_path / LOG_FILE).write_text((out / LOG_FILE).read_text() + damage)  # a line appended, or a torn row
+    with pytest.warns(UserWarning, match=rf"training log {tmp_path / LOG_FILE} has damaged lines"):
+        train(PRESETS["smoke"], tmp_path, shift_toolbox, resume=True, progress=False)
+    assert (tmp_path / LOG_FILE).read_text() == (out / LOG_FILE).read_text()
+
+
+def test_a_run_starts_by_removing_stale_temporaries_and_writes_its_config_atomically(tmp_path, monkeypatch,
+                                                                                     shift_toolbox):
+    leave_a_killed_run_then_fill_the_disk(tmp_path, monkeypatch)
+    with pytest.raises(OSError, match="disk full"):
+        train(PRESETS["smoke"], tmp_path, shift_toolbox, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+    assert (tmp_path / "config.json").read_text() == "{\"earlier\": true}"

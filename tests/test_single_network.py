@@ -1,10 +1,12 @@
 import csv
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from conftest import leave_a_killed_run_then_fill_the_disk
 
 from agents import single_network as sn
 from restore_gym import evaluation, networks
@@ -116,7 +118,7 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, trained, smoke_config):
     checkpoint_seconds = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["seconds"]
     with pytest.raises(FileExistsError, match="resume it or choose another output folder"):
         sn.train(smoke_config, tmp_path, progress=False)
-    with pytest.raises(ValueError, match="batch_size: 2 saved, 3 now"):
+    with pytest.raises(ValueError, match="batch_size: 2 there, 3 here"):
         sn.train(replace(smoke_config, batch_size=3), tmp_path, resume=True, progress=False)
     resumed = sn.train(smoke_config, tmp_path, resume=True, progress=False)
     for a, b in zip(resumed.state_dict().values(), trained[1].state_dict().values()):
@@ -171,3 +173,23 @@ def test_command_lines(trained, tmp_path, capsys):
     with pytest.raises(SystemExit):
         evaluation.main(["--agent", "single-network", "--difficulty", "mild"])
     assert "agent 'single-network' needs --checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_a_damaged_checkpoint_is_an_error_naming_it(tmp_path, trained, smoke_config, damage):
+    shutil.copytree(trained[0], tmp_path, dirs_exist_ok=True)
+    path, data = tmp_path / "checkpoint.pt", (tmp_path / "checkpoint.pt").read_bytes()
+    middle = len(data) // 2
+    path.write_bytes(data[:middle] if damage == "truncated" else
+                     data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 200]) + data[middle + 200:])
+    message = {"truncated": "is not a readable single-network checkpoint", "flipped": "is damaged"}[damage]
+    with pytest.raises(ValueError, match=rf"{path} {message}.*delete it to train the network anew"):
+        sn.train(smoke_config, tmp_path, resume=True, progress=False)
+
+
+def test_a_run_starts_by_removing_stale_temporaries(tmp_path, monkeypatch, smoke_config):
+    leave_a_killed_run_then_fill_the_disk(tmp_path, monkeypatch)
+    with pytest.raises(OSError, match="disk full"):
+        sn.train(smoke_config, tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+    assert (tmp_path / "config.json").read_text() == "{\"earlier\": true}"
