@@ -121,9 +121,7 @@ def all_chain_psnrs(
     whose column j is the PSNR after chain ``CHAINS[j]`` (column 0: the input), and those C chains.
     Costs ``num_chains(max_length) - 1`` tool applications per patch; memory is bounded by expanding
     ``patches_per_chunk`` patches at a time (their 144 depth-2 states are kept) and running at most
-    ``max_batch`` images per tool call. On the CPU a larger ``max_batch`` is slower: the activations of a
-    large tool on 128 images (130 MB) are fresh memory at every layer, and the kernel's page faults took half
-    the time (measured: 53 s against 30 s for 2 patches on one thread, the same PSNRs bit for bit as with 32).
+    ``max_batch`` images per tool call (on the CPU a larger one is slower: the README's allocator note).
     """
     count = num_chains(max_length)
     table = np.empty((degraded.shape[0], count), dtype=np.float32)

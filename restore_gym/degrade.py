@@ -136,12 +136,6 @@ def gaussian_kernel_1d(sigma: float, size: int = BLUR_KERNEL_SIZE) -> np.ndarray
     return kernel / kernel.sum()
 
 
-def gaussian_kernel(sigma: float, size: int = BLUR_KERNEL_SIZE) -> np.ndarray:
-    """The normalised 2-D ``size`` x ``size`` Gaussian blur kernel."""
-    k = gaussian_kernel_1d(sigma, size)
-    return np.outer(k, k)
-
-
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
