@@ -8,8 +8,6 @@ import sysconfig
 import textwrap
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 NOT_ABOUT_SB3 = ("restore_gym", "restore_gym.env", "restore_gym.vector_env", "restore_gym.baselines",
                  "restore_gym.evaluation", "restore_gym.joint", "restore_gym.lstm_dqn", "restore_gym.networks",
