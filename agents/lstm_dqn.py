@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from restore_gym.allocator import retain_freed_memory
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
+from restore_gym.deprecation import moved_module
 from restore_gym.devices import resolve_device
 from restore_gym.engine import MAX_TOOLS
 from restore_gym.joint import JointConfig, JointTrainer
@@ -200,6 +201,10 @@ def learning_rate(cfg: Config, step: int) -> float:
 def crossings(before: int, after: int, every: int) -> int:
     """How many multiples of ``every`` lie in (before, after]."""
     return max(after // every - before // every, 0)
+
+
+# Names that moved into the library resolve there, with a DeprecationWarning.
+__getattr__ = moved_module(__name__, "restore_gym.lstm_dqn")
 
 
 # ---- Replay of whole episodes ---------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 from restore_gym.allocator import retain_freed_memory
 from restore_gym.baselines import NamedPolicy
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
+from restore_gym.deprecation import moved_module
 from restore_gym.evaluation import evaluate
 from restore_gym.joint import JointConfig, JointTrainer
 from restore_gym.records import write_atomic, write_json_atomic, write_text_atomic
@@ -74,6 +75,9 @@ TRAINER_KEYS: tuple[str, ...] = (
 # Environment arguments fixed by the trainer: training uses the train split, evaluation the test split.
 TRAINER_ENV_KEYS: tuple[str, ...] = ("num_envs", "split", "toolbox", "device", "render_mode")
 
+
+# Names that moved into the library resolve there, with a DeprecationWarning.
+__getattr__ = moved_module(__name__, "restore_gym.sb3_policy")
 
 # ---- Hyperparameters ------------------------------------------------------------------------------------
 

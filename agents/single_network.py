@@ -29,6 +29,7 @@ from restore_gym.allocator import retain_freed_memory
 from restore_gym.baselines import validation_set
 from restore_gym.data import ImageSource, to_nchw
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
+from restore_gym.deprecation import moved_module
 from restore_gym.devices import resolve_device
 from restore_gym.metrics import psnr_batch
 from restore_gym.networks import ARCHITECTURES, build_network, check_arch, network_payload, restore
@@ -42,6 +43,10 @@ NETWORK_FILE, CHECKPOINT_FILE, LOG_FILE, CONFIG_FILE = "network.pt", "checkpoint
 LOG_COLUMNS = ("iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
 RESTART_ADVICE = "delete it to train the network anew (without --resume)"
 CHECKPOINT_KEYS = frozenset({"config", "optimizer", "numpy_rng", "log"})
+
+
+# Names that moved into the library resolve there, with a DeprecationWarning.
+__getattr__ = moved_module(__name__, "restore_gym.networks")
 
 
 # ---- Configuration --------------------------------------------------------------------------------------

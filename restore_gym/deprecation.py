@@ -17,7 +17,7 @@ def moved_module(old: str, new: str) -> Callable[[str], Any]:
             raise AttributeError(name)
         target = importlib.import_module(new)
         if not hasattr(target, name):
-            raise AttributeError(f"module {old!r} has no attribute {name!r} (it moved to {new!r})")
+            raise AttributeError(f"module {old!r} has no attribute {name!r}")
         warnings.warn(f"{old}.{name} moved to {new}.{name}; import it from {new}", DeprecationWarning, stacklevel=2)
         return getattr(target, name)
 
