@@ -28,8 +28,14 @@ def _evaluate(argv: list[str]) -> int:
     return evaluate_main(argv)
 
 
+def _restore(argv: list[str]) -> int:
+    from restore_gym.restore_files import main as restore_main  # its imports are only needed here
+
+    return restore_main(argv)
+
+
 # Commands whose arguments their own module parses (``restore-gym COMMAND --help`` lists them).
-_PASS_THROUGH = {"evaluate": _evaluate}
+_PASS_THROUGH = {"evaluate": _evaluate, "restore": _restore}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("testsets", help="summary of the frozen test sets").set_defaults(run=_print_test_sets)
     commands.add_parser("evaluate", add_help=False,
                         help="an agent or baseline on a frozen test set (restore_gym.evaluation)")
+    commands.add_parser("restore", add_help=False,
+                        help="restore whole photos with the agent (restore_gym.restore_files)")
     return parser
 
 
