@@ -284,7 +284,7 @@ def _tiles(network: QNetwork, toolbox: Toolbox, image: np.ndarray, stride: int, 
 
 
 @torch.inference_mode()
-def restore_image(image: np.ndarray, agent: AgentSpec = None, toolbox: ToolboxSpec = None, mode: str = "tiles",
+def restore_image(image: np.ndarray, agent: AgentSpec = None, toolbox: ToolboxSpec = None, mode: str = "vote",
                   device: str | torch.device = "cpu", stride: int = TILE_STRIDE, batch: int = PATCH_BATCH,
                   progress: bool = False) -> Restoration:
     """Restore a whole H x W x 3 image with ``agent`` and ``toolbox`` (objects or names, see

@@ -30,7 +30,7 @@ def run(*args: str) -> int:
 
 def test_restores_each_input_with_its_record(photos, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run(str(photos / "noisy.png"), str(photos / "gray.jpg"), "--out", str(out)) == 0
+    assert run(str(photos / "noisy.png"), str(photos / "gray.jpg"), "--out", str(out), "--mode", "tiles") == 0
     record = json.loads((out / "noisy.json").read_text())
     assert record["mode"] == "tiles" and record["size"] == [70, 90] and record["agent"] == {"name": "shipped"}
     assert len(record["toolbox"]["fingerprint"]) == 64 and record["tiles"]["patches"] == 2 * 2
@@ -43,7 +43,7 @@ def test_restores_each_input_with_its_record(photos, tmp_path, capsys):
 
 def test_vote_mode_with_a_reference_and_a_side_by_side(photos, tmp_path):
     out = tmp_path / "out"
-    assert run(str(photos / "noisy.png"), "--out", str(out), "--mode", "vote", "--reference",
+    assert run(str(photos / "noisy.png"), "--out", str(out), "--reference",
                str(photos / "clean.png"), "--side-by-side") == 0
     record = json.loads((out / "noisy.json").read_text())
     assert record["vote"]["grid"] == [1, 1] and 1 <= len(record["vote"]["steps"]) <= 3
