@@ -42,10 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``restore-gym`` command."""
     parser = argparse.ArgumentParser(prog="restore-gym", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="the main job: test episodes with a random and a greedy-oracle policy")
+    demo = commands.add_parser("demo", help="the main job: the shipped agent on the test patches and on a whole photo")
     demo.add_argument("--difficulty", default="moderate", choices=DIFFICULTIES)
-    demo.add_argument("--num-envs", type=int, default=64, help="test patches to restore")
-    demo.set_defaults(run=lambda args: run_demo(args.difficulty, args.num_envs))
+    demo.add_argument("--out", default="demo", help="folder for the pictures and demo.json (default: demo)")
+    demo.add_argument("--mode", default="vote", choices=("vote", "tiles"), help="how the whole photo is restored")
+    demo.add_argument("--patches", type=int, default=64, help="test patches to restore (164: the whole test set)")
+    demo.set_defaults(run=lambda args: run_demo(args.difficulty, args.out, args.mode, args.patches))
     commands.add_parser("testsets", help="summary of the frozen test sets").set_defaults(run=_print_test_sets)
     commands.add_parser("evaluate", add_help=False,
                         help="an agent or baseline on a frozen test set (restore_gym.evaluation)")
