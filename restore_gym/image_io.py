@@ -163,6 +163,18 @@ def quantize(image: np.ndarray, rows: int = 256) -> np.ndarray:
     return out
 
 
+def photo_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of the image in ``path`` as :func:`read_photo` returns it (EXIF orientation applied), without
+    converting its pixels; :class:`ImageReadError` as :func:`read_photo`."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            turned = int(image.getexif().get(ORIENTATION_TAG, 1)) in (5, 6, 7, 8)
+    except _READ_ERRORS as error:
+        raise ImageReadError(f"{path} cannot be read as an image ({type(error).__name__}: {error})") from error
+    return (width, height) if turned else (height, width)
+
+
 def to_pillow(rgb: np.ndarray, alpha: np.ndarray | None = None, grayscale: bool = False) -> Image.Image:
     """An 8-bit Pillow image of an H x W x 3 float image (clipped to [0, 1], then rounded): mode L or LA for
     ``grayscale`` (ITU-R 601 luma), RGB or RGBA otherwise; ``alpha`` (H x W in [0, 1]) is attached."""

@@ -39,7 +39,16 @@ from PIL import Image
 
 from restore_gym.degrade import PATCH_SIZE
 from restore_gym.engine import resolve_device
-from restore_gym.image_io import ImageReadError, Photo, quantize, read_photo, side_by_side, to_pillow, write_png
+from restore_gym.image_io import (
+    ImageReadError,
+    Photo,
+    photo_size,
+    quantize,
+    read_photo,
+    side_by_side,
+    to_pillow,
+    write_png,
+)
 from restore_gym.metrics import psnr_ssim
 from restore_gym.records import write_json_atomic
 from restore_gym.whole_image import MODES, PATCH_BATCH, TILE_STRIDE, resolve_agent, resolve_toolbox, restore_image
@@ -73,35 +82,43 @@ def check_plan(inputs: list[Path], references: list[Path] | None, out_dir: Path)
                                  "choose another --out folder")
 
 
-def _reference(path: Path, photo: Photo) -> np.ndarray:
-    clean = read_photo(path)
-    if clean.size != photo.size:
-        raise ValueError(f"reference {path} is {clean.size[0]}x{clean.size[1]} pixels but the input is "
+def _check_reference(path: Path, photo: Photo) -> None:
+    size = photo_size(path)
+    if size != photo.size:
+        raise ValueError(f"reference {path} is {size[0]}x{size[1]} pixels but the input is "
                          f"{photo.size[0]}x{photo.size[1]}; give the clean image of this input")
-    return clean.rgb
 
 
 def restore_file(source: Path, out_dir: Path, args: argparse.Namespace, network: Any, toolbox: Any,
                  agent_record: dict[str, Any], reference: Path | None) -> dict[str, Any]:
     """Restore one file and write its outputs (see the module docstring); returns its record. ImageReadError or
-    ValueError for an input or reference that cannot be used."""
+    ValueError for an input or reference that cannot be used. The reference is read only after the restoration,
+    and the restored float image is dropped once it is written, so that at most four photo-sized float arrays are
+    held at once."""
     photo = read_photo(source)
     if min(photo.size) < PATCH_SIZE:
         raise ValueError(f"{source} is {photo.size[0]}x{photo.size[1]} pixels, smaller than one {PATCH_SIZE}x"
                          f"{PATCH_SIZE} patch of the agent; it cannot be restored")
-    clean = _reference(reference, photo) if reference is not None else None
+    if reference is not None:
+        _check_reference(reference, photo)
     start = time.perf_counter()
     result = restore_image(photo.rgb, network, toolbox, args.mode, args.device, args.stride, args.batch,
                            progress=not args.no_progress)
+    restored, run_record = result.image, result.record
+    del result
     paths = output_paths(source, out_dir)
-    write_png(paths["image"], to_pillow(result.image, photo.alpha, photo.grayscale))
-    record = {"input": source.name, "output": paths["image"].name, **result.record, "agent": agent_record,
+    write_png(paths["image"], to_pillow(restored, photo.alpha, photo.grayscale))
+    written = None
+    if reference is not None or args.side_by_side:
+        written = quantize(restored).astype(np.float32)  # the RGB as written
+        written /= np.float32(255.0)
+    del restored
+    record = {"input": source.name, "output": paths["image"].name, **run_record, "agent": agent_record,
               "input_form": {"grayscale": photo.grayscale, "alpha": photo.alpha is not None,
                              "bit_depth": photo.bit_depth, "exif_orientation": photo.orientation},
               "output_form": "8-bit PNG, clipped to [0, 1]" + (", grayscale" if photo.grayscale else "")
                              + (", alpha re-attached" if photo.alpha is not None else "")}
-    if clean is not None or args.side_by_side:
-        written = quantize(result.image).astype(np.float32) / np.float32(255.0)  # the RGB as written
+    clean = read_photo(reference).rgb if reference is not None else None
     if clean is not None:
         psnr_in, ssim_in = psnr_ssim(photo.rgb, clean)
         psnr_out, ssim_out = psnr_ssim(written, clean)

@@ -9,7 +9,7 @@ import tifffile
 from PIL import Image, ImageOps
 
 from restore_gym.degrade import to_uint8
-from restore_gym.image_io import ImageReadError, quantize, read_photo, side_by_side, write_photo
+from restore_gym.image_io import ImageReadError, photo_size, quantize, read_photo, side_by_side, write_photo
 from tests.conftest import write_decompression_bomb
 
 RNG = np.random.default_rng(0)
@@ -55,7 +55,7 @@ def test_exif_orientation_is_applied(tmp_path, orientation):
     photo = read_photo(tmp_path / "o.png")
     expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")))
     assert photo.orientation == orientation and photo.size == expected.shape[:2]
-    assert photo.size == ((7, 5) if orientation >= 5 else (5, 7))
+    assert photo.size == ((7, 5) if orientation >= 5 else (5, 7)) == photo_size(tmp_path / "o.png")
     np.testing.assert_array_equal(to_uint8(photo.rgb), expected)
 
 
