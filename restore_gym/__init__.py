@@ -2,7 +2,8 @@
 
 Importing the package registers ``RLRestore-v0`` (moderate; ``difficulty=`` changes it) and the fixed
 variants ``RLRestoreMild-v0``, ``RLRestoreModerate-v0`` and ``RLRestoreSevere-v0``, each with its batched
-vector environment.
+vector environment. ``restore_gym.restore_image`` restores a whole photo (:mod:`restore_gym.whole_image`; imported
+on first use).
 
 It also makes every process forked from this one run torch on one CPU thread: a forked child inherits
 torch's thread pool in a state that deadlocks its next parallel operation (GNU OpenMP), so without this
@@ -37,3 +38,11 @@ def _one_torch_thread() -> None:
 
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_one_torch_thread)
+
+
+def __getattr__(name: str) -> object:
+    if name == "restore_image":  # imported on first use: importing the package loads no torch
+        from restore_gym.whole_image import restore_image
+
+        return restore_image
+    raise AttributeError(f"module 'restore_gym' has no attribute {name!r}")

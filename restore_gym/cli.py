@@ -34,23 +34,33 @@ def _import_official(argv: list[str]) -> int:
     return import_main(argv)
 
 
+def _restore(argv: list[str]) -> int:
+    from restore_gym.restore_files import main as restore_main  # its imports are only needed here
+
+    return restore_main(argv)
+
+
 # Commands whose arguments their own module parses (``restore-gym COMMAND --help`` lists them).
-_PASS_THROUGH = {"evaluate": _evaluate, "import-official": _import_official}
+_PASS_THROUGH = {"evaluate": _evaluate, "import-official": _import_official, "restore": _restore}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``restore-gym`` command."""
     parser = argparse.ArgumentParser(prog="restore-gym", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="the main job: test episodes with a random and a greedy-oracle policy")
+    demo = commands.add_parser("demo", help="the main job: the shipped agent on the test patches and on a whole photo")
     demo.add_argument("--difficulty", default="moderate", choices=DIFFICULTIES)
-    demo.add_argument("--num-envs", type=int, default=64, help="test patches to restore")
-    demo.set_defaults(run=lambda args: run_demo(args.difficulty, args.num_envs))
+    demo.add_argument("--out", default="demo", help="folder for the pictures and demo.json (default: demo)")
+    demo.add_argument("--mode", default="vote", choices=("vote", "tiles"), help="how the whole photo is restored")
+    demo.add_argument("--patches", type=int, default=64, help="test patches to restore (164: the whole test set)")
+    demo.set_defaults(run=lambda args: run_demo(args.difficulty, args.out, args.mode, args.patches))
     commands.add_parser("testsets", help="summary of the frozen test sets").set_defaults(run=_print_test_sets)
     commands.add_parser("evaluate", add_help=False,
                         help="an agent or baseline on a frozen test set (restore_gym.evaluation)")
     commands.add_parser("import-official", add_help=False,
                         help="convert the authors' released tools and agent once (restore_gym.official_import)")
+    commands.add_parser("restore", add_help=False,
+                        help="restore whole photos with the agent (restore_gym.restore_files)")
     return parser
 
 

@@ -3,6 +3,7 @@
 PSNR follows the paper exactly: RGB in [0, 1], mean squared error over all pixels and channels,
 ``10 * log10(1 / (mse + 1e-10))``. SSIM is scikit-image's with the Gaussian-window settings of
 Wang et al. (sigma 1.5, no sample covariance), data range 1, averaged over channels.
+:func:`psnr_ssim` gives both for a whole photo in strips of rows, with the same values and bounded memory.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ import torch
 from skimage.metrics import structural_similarity
 
 PSNR_EPS = 1e-10
+SSIM_SIGMA = 1.5
+# scikit-image's Gaussian window: radius int(3.5 * sigma + 0.5) = 5; the SSIM map's mean leaves out that many
+# pixels at each border.
+SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)
+STRIP_PIXELS = 1 << 20
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
@@ -52,9 +58,45 @@ def ssim(image: np.ndarray, reference: np.ndarray) -> float:
             image,
             reference,
             gaussian_weights=True,
-            sigma=1.5,
+            sigma=SSIM_SIGMA,
             use_sample_covariance=False,
             data_range=1.0,
             channel_axis=-1,
         )
     )
+
+
+def _ssim_map(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The SSIM map (H x W x 3) whose mean over the interior is :func:`ssim`."""
+    return structural_similarity(image.astype(np.float64), reference.astype(np.float64), gaussian_weights=True,
+                                 sigma=SSIM_SIGMA, use_sample_covariance=False, data_range=1.0, channel_axis=-1,
+                                 full=True)[1]
+
+
+def psnr_ssim(image: np.ndarray, reference: np.ndarray, rows: int | None = None) -> tuple[float, float]:
+    """:func:`psnr` and :func:`ssim` of an H x W x 3 image against its reference, computed in strips of ``rows``
+    rows (default: about a megapixel) so that a photo of any size needs memory for one strip only.
+
+    Each strip's SSIM map is computed with :data:`SSIM_RADIUS` rows of context on either side, so the values
+    equal those of :func:`ssim` up to float rounding.
+    """
+    if image.shape != reference.shape or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"psnr_ssim needs two H x W x 3 images of one shape, got {image.shape} and {reference.shape}")
+    height, width = image.shape[:2]
+    window = 2 * SSIM_RADIUS + 1
+    if min(height, width) < window:
+        raise ValueError(f"SSIM needs images of at least {window}x{window} pixels, got {height}x{width}")
+    rows = max(window, rows or STRIP_PIXELS // width)
+    squared_error = ssim_sum = 0.0
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        diff = image[top:bottom].astype(np.float64) - reference[top:bottom]
+        squared_error += float(np.sum(diff * diff))
+        low, high = max(0, min(top - SSIM_RADIUS, height - window)), min(height, bottom + SSIM_RADIUS)
+        ssim_map = _ssim_map(image[low:high], reference[low:high])
+        first, last = max(top, SSIM_RADIUS), min(bottom, height - SSIM_RADIUS)
+        if last > first:
+            ssim_sum += float(ssim_map[first - low:last - low, SSIM_RADIUS:width - SSIM_RADIUS].sum(dtype=np.float64))
+    interior = (height - 2 * SSIM_RADIUS) * (width - 2 * SSIM_RADIUS) * 3
+    mse = squared_error / image.size
+    return float(10.0 * np.log10(1.0 / (mse + PSNR_EPS))), ssim_sum / interior

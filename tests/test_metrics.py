@@ -3,7 +3,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from restore_gym.metrics import psnr, psnr_batch, ssim
+from restore_gym.metrics import psnr, psnr_batch, psnr_ssim, ssim
 
 
 def pairs(n=5, seed=0):
@@ -56,3 +56,13 @@ def test_shape_errors():
         psnr_batch(torch.zeros(2, 3), torch.zeros(3, 3))
     with pytest.raises(ValueError, match="H x W x 3"):
         ssim(np.zeros((9, 9)), np.zeros((9, 9)))
+
+
+@pytest.mark.parametrize("rows", [None, 11, 16, 29, 70])
+def test_psnr_ssim_in_strips_equals_the_whole_image_metrics(rows):
+    rng = np.random.default_rng(3)
+    reference = rng.random((70, 53, 3)).astype(np.float32)
+    image = np.clip(reference + rng.normal(0, 0.1, reference.shape), 0, 1).astype(np.float32)
+    value_psnr, value_ssim = psnr_ssim(image, reference, rows)
+    assert value_psnr == pytest.approx(psnr(image, reference), abs=1e-9)
+    assert value_ssim == pytest.approx(ssim(image, reference), abs=1e-9)
