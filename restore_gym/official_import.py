@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from restore_gym import __version__
 from restore_gym.lstm_dqn import QNetwork, agent_payload
 from restore_gym.official import MANIFEST_FILE, OFFICIAL, PART_FILES, official_dir, read_manifest
 from restore_gym.records import file_sha256, write_json_atomic
@@ -94,7 +93,7 @@ def import_official(release: str | Path, out: Path | None = None) -> dict[str, A
         manifest["converted"][name] = file_sha256(out / name)
         changed = True
     if changed:
-        manifest.update(format="restore-gym-official-v1", converted_by=f"restore-gym {__version__}",
+        manifest.update(format="restore-gym-official-v1", converted_by="restore_gym.official_import",
                         copyright=COPYRIGHT, licence=LICENCE, layout=LAYOUT)
         write_json_atomic(out / MANIFEST_FILE, manifest)
     return {**manifest, "changed": changed}
