@@ -55,9 +55,12 @@ from restore_gym.records import write_json_atomic
 from restore_gym.whole_image import MODES, PATCH_BATCH, TILE_STRIDE, resolve_agent, resolve_toolbox, restore_image
 
 SIDE_BY_SIDE_SUFFIX = "-side-by-side"
-# Blocks below this come from malloc's heap and are kept for reuse (a batch's activations, tens of MB: page-faulted
-# afresh at every tile otherwise, a quarter of the run in the kernel); photo-sized arrays still go back when freed.
-REUSED_BLOCKS = 128 << 20
+# Blocks below these sizes come from malloc's heap and are kept for reuse (retain_freed_memory). Vote: a batch's
+# activations, tens of MB of fixed shapes, which would otherwise be page-faulted afresh at every tile (a 24 MP photo
+# spent 189 of its 597 CPU seconds in the kernel; 34 of 405 with this). Tiles: the batches' shapes vary (regions
+# clipped at the border, sub-batches per tool), and a heap serving them grows by fragmentation (1 GB in 4 minutes on
+# a 24 MP photo, also with glibc's default, which moves its threshold up to 32 MB); 4 MB keeps it flat.
+HEAP_BLOCKS = {"vote": 128 << 20, "tiles": 4 << 20}
 
 
 def output_paths(source: Path, out_dir: Path) -> dict[str, Path]:
@@ -188,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         toolbox = resolve_toolbox(args.toolbox, args.device)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         parser.error(str(error))
-    retain_freed_memory(REUSED_BLOCKS)
+    retain_freed_memory(HEAP_BLOCKS[args.mode])
     skipped = []
     for index, source in enumerate(inputs):
         try:

@@ -6,7 +6,7 @@ environment's state it is only bounded to [-0.5, 1.5] after each tool: clip and 
 :mod:`restore_gym.image_io`) and a JSON-ready record. The image stays on the CPU; patches and tiles go to the
 device in batches, so memory holds the image, one or two working copies and one batch, whatever the size.
 
-``mode="vote"``, the authors' "mine" mode, as the reference describes their test script (their code is not
+``mode="vote"`` (the default), the authors' "mine" mode, as the reference describes their test script (their code is not
 beside this project; where we are unsure, we say so):
 
 - 63 x 63 patches at stride 63 from the top-left corner tile the image. The last columns and rows that do
