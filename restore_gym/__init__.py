@@ -2,7 +2,8 @@
 
 Importing the package registers ``RLRestore-v0`` (moderate; ``difficulty=`` changes it) and the fixed
 variants ``RLRestoreMild-v0``, ``RLRestoreModerate-v0`` and ``RLRestoreSevere-v0``, each with its batched
-vector environment. ``restore_gym.restore_image`` restores a whole photo (:mod:`restore_gym.whole_image`; imported
+vector environment. A version fixes the dynamics, so it names its toolbox in ``env.spec.kwargs``: ``-v0``
+runs toolbox v2. ``restore_gym.restore_image`` restores a whole photo (:mod:`restore_gym.whole_image`; imported
 on first use).
 
 It also makes every process forked from this one run torch on one CPU thread: a forked child inherits
@@ -17,8 +18,13 @@ from gymnasium.envs.registration import register, registry
 
 __version__ = "0.1.0"
 
-_VARIANTS: dict[str, dict] = {"RLRestore-v0": {}}
-_VARIANTS.update({f"RLRestore{d.capitalize()}-v0": {"difficulty": d} for d in ("mild", "moderate", "severe")})
+# Each version's toolbox: -v0 runs toolbox v2.
+_VERSION_TOOLBOX = {"v0": "v2"}
+_VARIANTS: dict[str, dict] = {}
+for _version, _toolbox in _VERSION_TOOLBOX.items():
+    _VARIANTS[f"RLRestore-{_version}"] = {"toolbox": _toolbox}
+    for _difficulty in ("mild", "moderate", "severe"):
+        _VARIANTS[f"RLRestore{_difficulty.capitalize()}-{_version}"] = {"difficulty": _difficulty, "toolbox": _toolbox}
 
 for _env_id, _kwargs in _VARIANTS.items():
     if _env_id not in registry:

@@ -50,18 +50,20 @@ from restore_gym.engine import (
     check_flag,
     patch_from_options,
 )
-from restore_gym.toolbox import NUM_TOOLS, Toolbox
+from restore_gym.toolbox import DEFAULT_VARIANT, NUM_TOOLS, PRETRAINED_FILES, Toolbox
 
 OBSERVATION_MODES: tuple[str, ...] = ("dict", "uint8", "image")
 RENDER_SCALE = 4
-_PRETRAINED: dict[torch.device, Toolbox] = {}
+_SHIPPED: dict[tuple[str, torch.device], Toolbox] = {}
 
 
-def shared_pretrained_toolbox(device: torch.device) -> Toolbox:
-    """The shipped toolbox on ``device``, loaded once per process and shared by every environment using it."""
-    if device not in _PRETRAINED:
-        _PRETRAINED[device] = Toolbox.pretrained(map_location=device)
-    return _PRETRAINED[device]
+def shared_pretrained_toolbox(device: torch.device, variant: str = DEFAULT_VARIANT) -> Toolbox:
+    """The shipped toolbox ``variant`` on ``device``, loaded once per process and shared by every environment
+    using it."""
+    key = (PRETRAINED_FILES[variant], device)
+    if key not in _SHIPPED:
+        _SHIPPED[key] = Toolbox.pretrained(map_location=device, variant=variant)
+    return _SHIPPED[key]
 
 
 def check_render_mode(render_mode: str | None, metadata: dict) -> str | None:
@@ -72,9 +74,25 @@ def check_render_mode(render_mode: str | None, metadata: dict) -> str | None:
 
 
 def resolve_toolbox(toolbox: Toolbox | str | os.PathLike | None, device: torch.device) -> Toolbox:
-    """``toolbox`` on ``device`` as :meth:`Toolbox.resolve` names it; None is the shipped toolbox, loaded once per
-    process and device and shared by every environment."""
-    return shared_pretrained_toolbox(device) if toolbox is None else Toolbox.resolve(toolbox, device)
+    """``toolbox`` on ``device`` as :meth:`Toolbox.resolve` names it; a shipped one (None, ``"shipped"`` or a
+    variant's name) is loaded once per process and device and shared by every environment."""
+    if toolbox is None or toolbox == "shipped":
+        return shared_pretrained_toolbox(device)
+    if isinstance(toolbox, str) and toolbox in PRETRAINED_FILES:
+        return shared_pretrained_toolbox(device, toolbox)
+    return Toolbox.resolve(toolbox, device)
+
+
+def toolbox_metadata(spec: Toolbox | str | os.PathLike | None, toolbox: Toolbox) -> dict[str, str]:
+    """What an environment records of its tools: the name it was given (``"shipped"`` for None, the path of a
+    file, ``"custom"`` for a Toolbox object) and the weights' fingerprint when it was built."""
+    if spec is None:
+        name = "shipped"
+    elif isinstance(spec, Toolbox):
+        name = "custom"
+    else:
+        name = os.fspath(spec)
+    return {"toolbox": name, "toolbox_fingerprint": toolbox.fingerprint()}
 
 
 def build_episodes(
@@ -150,8 +168,9 @@ class RLRestoreEnv(gym.Env):
         split: "train" (fresh random patches) or "test" (the frozen test set, in order).
         source: "builtin" (scikit-image's photos), "corpus", a folder of images (a string or path), or an
             ImageSource.
-        toolbox: the tools (a Toolbox or the path of a toolbox file); default the shipped pretrained toolbox
-            (shared by all environments of the process).
+        toolbox: the tools: a Toolbox, a name (``"shipped"``, a shipped variant, ``"official"``) or the path of a
+            toolbox file; default the shipped toolbox. Shipped tools are shared by all environments of the
+            process. ``metadata`` records the name (``"custom"`` for a Toolbox) and the weights' fingerprint.
         device: "cpu", "cuda" or "cuda:N"; an unavailable device is an error, never a silent fallback.
         observation: "dict", "uint8" or "image".
         end_on_psnr_drop: end an episode when its PSNR falls below the input's (default None: on for train only).
@@ -185,6 +204,7 @@ class RLRestoreEnv(gym.Env):
         self.supply, self.batch = build_episodes(1, difficulty, split, source, toolbox, device, end_on_psnr_drop,
                                                  quantize, patches, pool_size, pool_seed, precision)
         self.toolbox, self.device = self.batch.toolbox, self.batch.device
+        self.metadata = {**self.metadata, **toolbox_metadata(toolbox, self.toolbox)}
         self._row = np.zeros(1, dtype=np.int64)
         self._test_index = 0
 

@@ -50,6 +50,8 @@ __all__ = [
 ARCHITECTURE = "rl-restore-toolbox-v1"
 # Files in restore_gym/weights/.
 PRETRAINED_FILES: dict[str, str] = {"plain": "toolbox.pt", "v2": "toolbox.pt", "joint": "toolbox-joint.pt"}
+# What None and "shipped" name.
+DEFAULT_VARIANT = "plain"
 NUM_TOOLS = 12
 # Inputs outside this range are almost certainly not [0, 1] images (e.g. uint8 values cast to float).
 INPUT_RANGE_SLACK = 0.5
@@ -292,7 +294,7 @@ class Toolbox(nn.Module):
         if isinstance(spec, Toolbox):
             return spec.to(map_location)
         if spec is None or spec == "shipped":
-            return cls.pretrained(map_location)
+            return cls.pretrained(map_location, variant=DEFAULT_VARIANT)
         if isinstance(spec, str) and spec in PRETRAINED_FILES:
             return cls.pretrained(map_location, variant=spec)
         if spec == OFFICIAL:
@@ -303,7 +305,7 @@ class Toolbox(nn.Module):
         return cls.load(spec, map_location)
 
     @classmethod
-    def pretrained(cls, map_location: str | torch.device = "cpu", variant: str = "plain") -> Toolbox:
+    def pretrained(cls, map_location: str | torch.device = "cpu", variant: str = DEFAULT_VARIANT) -> Toolbox:
         """A toolbox shipped with the package: ``"plain"`` (``weights/toolbox.pt``, the tools trained alone; what
         ``RLRestore-v0`` uses) or ``"joint"`` (``weights/toolbox-joint.pt``, those tools fine-tuned on the
         shipped agent's toolchains, :mod:`restore_gym.joint`)."""

@@ -26,7 +26,14 @@ from gymnasium.vector.utils import batch_space
 
 from restore_gym.data import DegradedPatch, ImageSource
 from restore_gym.engine import NUM_ACTIONS, check_actions
-from restore_gym.env import build_episodes, check_render_mode, observation_space, observe, render_batch_row
+from restore_gym.env import (
+    build_episodes,
+    check_render_mode,
+    observation_space,
+    observe,
+    render_batch_row,
+    toolbox_metadata,
+)
 from restore_gym.toolbox import Toolbox
 
 
@@ -70,6 +77,7 @@ class RLRestoreVectorEnv(VectorEnv):
                                                  end_on_psnr_drop, quantize, patches, pool_size, pool_seed,
                                                  precision)
         self.toolbox, self.device = self.batch.toolbox, self.batch.device
+        self.metadata = {**self.metadata, **toolbox_metadata(toolbox, self.toolbox)}
         self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
         self._test_index = np.arange(self.num_envs)
         self._started = False

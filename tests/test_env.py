@@ -28,6 +28,26 @@ def test_registration_and_namespaced_id(toolbox):
     assert spec.vector_entry_point == "restore_gym.vector_env:RLRestoreVectorEnv" and spec.max_episode_steps is None
 
 
+def test_each_version_names_its_toolbox_and_records_its_fingerprint():
+    v2 = Toolbox.pretrained(variant="v2").fingerprint()
+    for env_id in ("RLRestore-v0", "RLRestoreMild-v0", "RLRestoreModerate-v0", "RLRestoreSevere-v0"):
+        assert gym.spec(env_id).kwargs["toolbox"] == "v2"
+    env = gym.make("RLRestoreSevere-v0")
+    assert env.unwrapped.metadata["toolbox"] == "v2" and env.unwrapped.metadata["toolbox_fingerprint"] == v2
+    assert env.unwrapped.toolbox is gym.make("RLRestore-v0").unwrapped.toolbox  # shipped tools load once
+    vec = gym.make_vec("RLRestore-v0", num_envs=2)
+    assert vec.metadata["toolbox"] == "v2" and vec.metadata["toolbox_fingerprint"] == v2
+    assert "toolbox" not in RLRestoreEnv.metadata  # the class's metadata stays as declared
+    joint = RLRestoreEnv(toolbox="joint").metadata
+    assert joint["toolbox"] == "joint" and joint["toolbox_fingerprint"] != v2
+
+
+def test_an_unnamed_toolbox_is_recorded_as_custom(toolbox):
+    metadata = RLRestoreEnv(toolbox=toolbox).metadata
+    assert metadata["toolbox"] == "custom" and metadata["toolbox_fingerprint"] == toolbox.fingerprint()
+    assert RLRestoreEnv().metadata["toolbox"] == "shipped"
+
+
 def test_spaces_are_exact(toolbox):
     env = RLRestoreEnv(toolbox=toolbox)
     assert env.action_space == gym.spaces.Discrete(13)
