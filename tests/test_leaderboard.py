@@ -52,6 +52,11 @@ def test_the_repository_configs_validate():
                                          "sb3-ppo", "sb3-dqn"]
     seeds = {e.name: e.seeds for e in entries}
     assert seeds["random"] == seeds["lstm-dqn"] == seeds["vdsr"] == [0, 1, 2] and seeds["stop"] == [0]
+    assert config["tracks"]["authors"]["toolbox"] == "official"
+    authors = [e for e in lb.build_entries(config, None, tracks=["authors"]) if e.track == "authors"]
+    assert [(e.name, e.seeds) for e in authors] == [
+        ("best-tool-authors", [0]), ("greedy-oracle-authors", [0]), ("exhaustive-oracle-authors", [0]),
+        ("lstm-dqn-authors", [0, 1, 2]), ("sb3-dqn-authors", [0, 1, 2])]
     assert all(len(e.seeds) >= 3 for e in entries if e.learned)
     assert config["lstm_dqn"]["preset"] == config["single_networks"]["preset"] == "cpu"
     smoke = lb.load_config(SMOKE)
@@ -453,3 +458,70 @@ def test_an_sb3_entry_trains_evaluates_and_is_never_reused_with_another_toolbox(
     other.save(tmp_path / "other.pt")
     with pytest.raises(RuntimeError, match=r"model.zip was trained with another toolbox .*; delete .*seed0"):
         lb.run_leaderboard({**config, "toolbox": str(tmp_path / "other.pt")}, dry_run=True)
+
+
+# ---- tracks: entries with a toolbox of their own ----------------------------------------------------------
+
+
+def _track_config(tmp_path: Path, toolbox: str, names: list[str]) -> dict:
+    return lb.validate_config({
+        "difficulties": ["mild"], "max_patches": 1, "official": False, "stats": {"reps": 20},
+        "gallery": {"difficulty": "mild", "patches": 1}, "baselines": {"names": ["stop", *names]},
+        "tracks": {"other": {"toolbox": toolbox, "baselines": {"names": names}}},
+        "runs": str(tmp_path / "runs"), "out": str(tmp_path / "out")})
+
+
+def test_a_track_runs_its_entries_with_its_own_toolbox_and_its_own_oracle(tmp_path):
+    from restore_gym.toolbox import Toolbox
+
+    config = _track_config(tmp_path, "joint", ["greedy-oracle", "exhaustive-oracle"])
+    report = lb.run_leaderboard(config, progress=False)
+    rows = {row["entry"]: row for row in report["rows"]}
+    assert list(rows) == ["stop", "greedy-oracle", "exhaustive-oracle", "greedy-oracle-other",
+                          "exhaustive-oracle-other"]
+    assert rows["greedy-oracle-other"]["toolbox"] == "joint" and rows["greedy-oracle"]["toolbox"] == "pretrained"
+    joint = Toolbox.pretrained(variant="joint").fingerprint()
+    assert report["tracks"] == {"other": {**report["tracks"]["other"], "name": "joint", "fingerprint": joint}}
+    run = json.loads((tmp_path / "out" / "leaderboard" / "runs" / "exhaustive-oracle-other" / "mild-seed0.json")
+                     .read_text())
+    assert run["inputs"]["toolbox"] == joint != report["toolbox"]["fingerprint"]
+    # each oracle share is against the exhaustive oracle of the row's own toolbox
+    assert rows["exhaustive-oracle-other"]["metrics"]["oracle_gain_share"] == pytest.approx(1.0)
+    assert rows["greedy-oracle-other"]["metrics"]["oracle_gain_share"] == pytest.approx(
+        rows["greedy-oracle-other"]["metrics"]["psnr_gain"]["mean"]
+        / rows["exhaustive-oracle-other"]["metrics"]["psnr_gain"]["mean"])
+    assert rows["exhaustive-oracle-other"]["metrics"]["psnr_gain"]["mean"] != pytest.approx(
+        rows["exhaustive-oracle"]["metrics"]["psnr_gain"]["mean"])
+    table = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "| greedy-oracle-other | joint | 1 |" in table and "Track `other`: toolbox joint" in table
+    assert "toolbox" in (tmp_path / "out" / "leaderboard" / "leaderboard.csv").read_text().splitlines()[0]
+
+
+def test_a_track_whose_toolbox_is_not_here_is_skipped_and_said_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESTORE_GYM_CACHE", str(tmp_path / "empty-cache"))
+    report = lb.run_leaderboard(_track_config(tmp_path, "official", ["greedy-oracle"]), progress=False)
+    assert [row["entry"] for row in report["rows"]] == ["stop", "greedy-oracle"]
+    assert report["tracks"] == {}
+    (note,) = [n for n in report["notes"] if n.startswith("track other")]
+    assert "skipped" in note and "import-official" in note
+    assert "track other (toolbox official): skipped" in (tmp_path / "out" / "leaderboard.md").read_text()
+
+
+@pytest.mark.parametrize("tracks, message", [
+    ({"a": {"baselines": {"names": ["stop"]}}}, "needs a toolbox"),
+    ({"a": {"toolbox": "joint"}}, "defines no entry"),
+    ({"a": {"toolbox": "joint", "single_networks": {}}}, "unknown key(s) single_networks"),
+    ({"A b": {"toolbox": "joint", "baselines": {}}}, "a track name must match"),
+    ({"a": {"toolbox": "no/such/file.pt", "baselines": {}}}, "toolbox file no/such/file.pt does not exist"),
+    ({"a": {"toolbox": "joint", "baselines": {"names": ["nope"]}}}, "unknown name(s) nope"),
+    ([], "must be a mapping of track names"),
+])
+def test_bad_tracks_are_refused_with_a_clear_message(tracks, message):
+    with pytest.raises(lb.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        lb.validate_config({"baselines": {"names": ["stop"]}, "tracks": tracks})
+
+
+def test_track_entry_names_must_not_collide():
+    with pytest.raises(lb.ConfigError, match="stop-a appear twice"):
+        lb.validate_config({"sb3": [{"algo": "dqn", "name": "stop-a"}],
+                            "tracks": {"a": {"toolbox": "joint", "baselines": {"names": ["stop"]}}}})

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.leaderboard.kinds.baseline import ORACLE
+from benchmarks.leaderboard.kinds.baseline import ORACLE, BaselineEntry
 from benchmarks.leaderboard.sweep import Sweep
 from benchmarks.stats import compare, summarize
 
@@ -51,24 +51,28 @@ def aggregate(runs: list[dict[str, Any]], stats: dict[str, Any]) -> dict[str, An
 
 
 def build_rows(sweep: Sweep, results: Results) -> list[dict[str, Any]]:
-    """One row per entry and difficulty: aggregates, share of the exhaustive oracle's gain, timing."""
+    """One row per entry and difficulty: aggregates, share of the exhaustive oracle's gain with the same toolbox
+    (the sweep's for entries that run none), timing."""
     aggregates = {key: aggregate(runs, sweep.config["stats"]) for key, runs in results.items() if runs}
+    oracles = [e for e in sweep.entries if e.kind == BaselineEntry.kind and e.base_name == ORACLE]
     rows = []
     for difficulty in sweep.config["difficulties"]:
-        oracle = aggregates.get((ORACLE, difficulty))
-        oracle_gain = oracle["psnr_gain"]["mean"] if oracle else None
+        oracle_gains = {sweep.store.toolbox_fingerprint(e): aggregates[e.name, difficulty]["psnr_gain"]["mean"]
+                        for e in oracles if (e.name, difficulty) in aggregates}
         for entry in sweep.entries:
             runs = results[entry.name, difficulty]
             if not runs:  # no seed trained or evaluated yet (--no-train, --no-evaluate)
                 continue
             metrics = aggregates[entry.name, difficulty]
             gain = metrics["psnr_gain"]["mean"]
+            toolbox = sweep.store.toolbox_fingerprint(entry) or sweep.ctx.toolbox.fingerprint()
+            oracle_gain = oracle_gains.get(toolbox)
             metrics["oracle_gain_share"] = gain / oracle_gain if oracle_gain else None
             usage = [run["report"]["tool_usage"]["per_step"] for run in runs] if metrics["chain_length"] is not None \
                 else None
             rows.append({
-                "entry": entry.name, "kind": entry.kind, "difficulty": difficulty,
-                "seeds": [run["seed"] for run in runs],
+                "entry": entry.name, "kind": entry.kind, "difficulty": difficulty, "toolbox": entry.toolbox_name(
+                    sweep.ctx), "seeds": [run["seed"] for run in runs],
                 "patches": runs[0]["report"]["patches"], "metrics": metrics,
                 "tool_usage_per_step": None if usage is None else np.sum(usage, axis=0).tolist(),
                 "timing": {"wall_seconds_per_patch": float(np.mean(

@@ -1,8 +1,10 @@
 """The leaderboard's YAML config: loading it, checking it and completing it with defaults.
 
-Its keys are documented in ``benchmarks/leaderboard.yml``: the general keys of :data:`GENERAL` and one section
-per registered kind (:mod:`benchmarks.leaderboard.kinds`), which the kind checks. Unknown keys, a config that
-defines no entry and entry names that are not plain names (:data:`ENTRY_NAME`: they name folders) are errors.
+Its keys are documented in ``benchmarks/leaderboard.yml``: the general keys of :data:`GENERAL`, one section
+per registered kind (:mod:`benchmarks.leaderboard.kinds`), which the kind checks, and ``tracks``: more entries,
+each track with a toolbox of its own and sections of the kinds that run a toolbox (:data:`TRACK_KINDS`).
+Unknown keys, a config that defines no entry and entry names that are not plain names (:data:`ENTRY_NAME`:
+they name folders) are errors.
 Every error is a :class:`ConfigError` whose message starts with the file and names the key.
 """
 
@@ -15,8 +17,10 @@ from typing import Any
 import yaml
 
 from benchmarks.leaderboard.checks import ConfigError, check_int, check_mapping, check_names
-from benchmarks.leaderboard.kinds import KINDS, build_entries
+from benchmarks.leaderboard.kinds import KINDS, TRACK_KINDS, build_entries
 from restore_gym.degrade import DIFFICULTIES
+from restore_gym.official import OFFICIAL
+from restore_gym.toolbox import PRETRAINED_FILES
 
 GENERAL: dict[str, Any] = {
     "difficulties": list(DIFFICULTIES),
@@ -28,6 +32,7 @@ GENERAL: dict[str, Any] = {
     "max_patches": None,
     "stats": None,
     "gallery": None,
+    "tracks": None,
 }
 STATS = {"reps": 2000, "confidence": 0.95, "seed": 0, "task_bootstrap": False}
 GALLERY = {"difficulty": "moderate", "patches": 4}
@@ -56,18 +61,54 @@ def validate_config(data: Any, where: str = "config") -> dict[str, Any]:
     for kind in KINDS.values():
         if config[kind.section] is not None or kind.default is not None:
             config[kind.section] = kind.validate(config[kind.section], f"{where}: {kind.section}")
+    config["tracks"] = _check_tracks(config["tracks"], f"{where}: tracks")
     _check_entry_names(config, where)
     return config
 
 
+def check_toolbox_name(value: Any, where: str) -> str:
+    """A toolbox a config may name: ``pretrained`` (the shipped one), a shipped variant, ``official`` (the authors'
+    toolbox once converted; whether it is is decided when the sweep runs) or an existing file."""
+    names = ("pretrained", *PRETRAINED_FILES, OFFICIAL)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
+    if value not in names and not Path(value).is_file():
+        raise ConfigError(f"{where}: toolbox file {value} does not exist; give a file written by Toolbox.save or "
+                          f"one of {', '.join(names)}")
+    return value
+
+
+def _check_tracks(value: Any, where: str) -> dict[str, dict[str, Any]] | None:
+    """The ``tracks`` section: track names (plain names) to a toolbox and the sections of :data:`TRACK_KINDS`."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"{where} must be a mapping of track names to sections (toolbox, then "
+                          f"{', '.join(kind.section for kind in TRACK_KINDS)}), got {value!r}")
+    tracks = {}
+    for track, section in value.items():
+        at = f"{where}.{track}"
+        if not isinstance(track, str) or not ENTRY_NAME.fullmatch(track):
+            raise ConfigError(f"{at}: a track name must match {ENTRY_NAME.pattern}: it ends its entries' names")
+        section = check_mapping(section, at, {"toolbox": None, **{kind.section: None for kind in TRACK_KINDS}})
+        if section["toolbox"] is None:
+            raise ConfigError(f"{at} needs a toolbox: the toolbox its entries run")
+        section["toolbox"] = check_toolbox_name(section["toolbox"], f"{at}.toolbox")
+        given = [kind for kind in TRACK_KINDS if section[kind.section] is not None]
+        if not given:
+            raise ConfigError(f"{at} defines no entry: give {', '.join(kind.section for kind in TRACK_KINDS)}")
+        for kind in given:
+            section[kind.section] = kind.validate(section[kind.section], f"{at}.{kind.section}")
+        tracks[track] = section
+    return tracks
+
+
 def _check_general(config: dict[str, Any], where: str) -> None:
     config["difficulties"] = check_names(config["difficulties"], DIFFICULTIES, f"{where}: difficulties")
-    for key in ("device", "toolbox", "source", "runs", "out"):
+    for key in ("device", "source", "runs", "out"):
         if not isinstance(config[key], str) or not config[key]:
             raise ConfigError(f"{where}: {key} must be a non-empty string, got {config[key]!r}")
-    if config["toolbox"] != "pretrained" and not Path(config["toolbox"]).is_file():
-        raise ConfigError(f"{where}: toolbox file {config['toolbox']} does not exist; give a file written by "
-                          "Toolbox.save or 'pretrained' for the shipped toolbox")
+    config["toolbox"] = check_toolbox_name(config["toolbox"], f"{where}: toolbox")
     if config["source"] not in ("auto", "builtin") and not Path(config["source"]).expanduser().is_dir():
         raise ConfigError(f"{where}: source folder {config['source']} does not exist; give 'auto' (the tools' "
                           "corpus if built, else builtin), 'builtin' or a folder of images")
@@ -88,7 +129,7 @@ def _check_stats(value: Any, where: str) -> dict[str, Any]:
 
 def _check_entry_names(config: dict[str, Any], where: str) -> None:
     """ConfigError unless the config defines entries, each with its own plain name."""
-    entries = build_entries(config, official_dir=None)
+    entries = build_entries(config, official_dir=None, tracks=config["tracks"])
     if not entries:
         optional = [kind.section for kind in KINDS.values() if kind.default is None]
         raise ConfigError(f"{where} defines no entry: give {', '.join(optional[:-1])} or {optional[-1]}")

@@ -1,5 +1,5 @@
-"""What every entry of one sweep shares: the toolbox, the device, the training images, the runs folder and
-the test sets (whole, or their first ``max_patches`` patches)."""
+"""What every entry of one sweep shares: the toolboxes (the sweep's and each track's), the device, the training
+images, the runs folder and the test sets (whole, or their first ``max_patches`` patches)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,22 @@ from restore_gym.toolbox import Toolbox
 
 @dataclass
 class Context:
-    """What every entry shares in one sweep."""
+    """What every entry shares in one sweep; ``tracks`` holds the toolbox of each track that can run (see
+    :func:`build_context`), ``toolbox_names`` the name the config gives each toolbox (None: the sweep's)."""
 
     toolbox: Toolbox
     device: torch.device
     source: str
     runs: Path
     max_patches: int | None
+    tracks: dict[str, Toolbox] = field(default_factory=dict)
+    toolbox_names: dict[str | None, str] = field(default_factory=dict)
+    skipped_tracks: dict[str, str] = field(default_factory=dict)  # track: why it cannot run here
     _test_sets: dict[str, TestSet] = field(default_factory=dict)
+
+    def track_toolbox(self, track: str | None) -> Toolbox:
+        """The toolbox of ``track`` (None: the sweep's)."""
+        return self.toolbox if track is None else self.tracks[track]
 
     def test_set(self, difficulty: str) -> TestSet:
         """The frozen test set of ``difficulty`` (whole; evaluations keep its first ``max_patches``)."""
@@ -48,9 +56,24 @@ def resolve_training_source(source: str) -> str:
     return CORPUS_SOURCE if corpus_is_complete(default_out_dir()) else "builtin"
 
 
+def load_named_toolbox(name: str, device: torch.device) -> Toolbox:
+    """The toolbox a config names: ``pretrained`` (the shipped one), a shipped variant, ``official`` or a file."""
+    return load_toolbox(None if name == "pretrained" else name).to(device)
+
+
 def build_context(config: dict[str, Any]) -> Context:
-    """The toolbox, device, training source and folders that every entry of a validated config shares."""
+    """The toolboxes, device, training source and folders that every entry of a validated config shares. A track
+    whose toolbox is not on this machine (the authors' toolbox before ``restore-gym import-official``) is left
+    out, and ``skipped_tracks`` says why."""
     device = resolve_device(config["device"])
-    toolbox = load_toolbox(None if config["toolbox"] == "pretrained" else config["toolbox"]).to(device)
-    return Context(toolbox, device, resolve_training_source(config["source"]), Path(config["runs"]),
-                   config["max_patches"])
+    ctx = Context(load_named_toolbox(config["toolbox"], device), device, resolve_training_source(config["source"]),
+                  Path(config["runs"]), config["max_patches"], toolbox_names={None: config["toolbox"]})
+    for track, section in (config["tracks"] or {}).items():
+        try:
+            ctx.tracks[track] = load_named_toolbox(section["toolbox"], device)
+        except FileNotFoundError as error:
+            ctx.skipped_tracks[track] = (f"track {track} (toolbox {section['toolbox']}): skipped, its toolbox is not "
+                                         f"on this machine: {error}")
+            continue
+        ctx.toolbox_names[track] = section["toolbox"]
+    return ctx

@@ -33,6 +33,9 @@ def _header(sweep: Sweep) -> dict[str, Any]:
         "max_patches": ctx.max_patches,
         "toolbox": {"name": sweep.config["toolbox"], "fingerprint": ctx.toolbox.fingerprint(),
                     "version": ctx.toolbox.version, "metadata": ctx.toolbox.metadata},
+        "tracks": {track: {"name": ctx.toolbox_names[track], "fingerprint": toolbox.fingerprint(),
+                           "version": toolbox.version, "metadata": toolbox.metadata}
+                   for track, toolbox in ctx.tracks.items()},
         "training_source": ctx.source,
         "provenance": provenance(),
     }

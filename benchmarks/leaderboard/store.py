@@ -52,7 +52,8 @@ class ResultStore:
             self._toolboxes[entry.name] = entry.toolbox(self.ctx)
         return self._toolboxes[entry.name]
 
-    def _toolbox_fingerprint(self, entry: Entry) -> str | None:
+    def toolbox_fingerprint(self, entry: Entry) -> str | None:
+        """The fingerprint of the toolbox ``entry`` runs (None: it runs none), computed once."""
         if entry.name not in self._fingerprints:
             toolbox = self.toolbox(entry)
             self._fingerprints[entry.name] = None if toolbox is None else toolbox.fingerprint()
@@ -69,7 +70,7 @@ class ResultStore:
         return {
             "format": RESULT_FORMAT, "entry": entry.name, "kind": entry.kind, "spec": entry.fingerprint_spec(self.ctx),
             "seed": seed, "difficulty": difficulty, "test_set": self.ctx.test_set(difficulty).digest,
-            "max_patches": self.ctx.max_patches, "toolbox": self._toolbox_fingerprint(entry),
+            "max_patches": self.ctx.max_patches, "toolbox": self.toolbox_fingerprint(entry),
             "model": entry.model_digest(self.ctx, seed), "gallery": self.gallery(entry, difficulty, seed),
         }
 

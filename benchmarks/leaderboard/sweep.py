@@ -47,8 +47,8 @@ class Sweep:
         self.untrained: set[tuple[str, int]] = set()  # (entry, seed) left out because they are not trained
         # (entry, difficulty, seed) left out because no valid result is stored (evaluate_missing False)
         self.unevaluated: set[tuple[str, str, int]] = set()
-        self.entries = build_entries(config, official_dir)
-        self.notes = [official_note] if official_note else []
+        self.entries = build_entries(config, official_dir, ctx.tracks)
+        self.notes = [*([official_note] if official_note else []), *ctx.skipped_tracks.values()]
         self.store = ResultStore(out, ctx, config["gallery"])
 
     def published(self, entry: str, difficulty: str, seed: int) -> bool:
@@ -109,9 +109,10 @@ class Sweep:
 def _train_worker(config: dict[str, Any], official_dir: Path | None, entry_name: str, seed: int,
                   progress: Callable[[float], None]) -> None:
     """Train (or resume) one seed of one entry of ``config`` in a worker process of :meth:`Sweep.run`."""
-    entry = next(e for e in build_entries(config, official_dir) if e.name == entry_name)
+    ctx = build_context(config)
+    entry = next(e for e in build_entries(config, official_dir, ctx.tracks) if e.name == entry_name)
     assert isinstance(entry, LearnedEntry)
-    entry.train(build_context(config), seed, progress)
+    entry.train(ctx, seed, progress)
 
 
 class _Advance:

@@ -17,7 +17,7 @@ from benchmarks.leaderboard.sweep import Sweep
 
 RUN_COLUMNS = ("entry", "kind", "difficulty", "seed", "patches", "psnr", "ssim", "psnr_input", "psnr_gain",
                "chain_length", "parameters", "macs_per_patch", "wall_seconds_per_patch")
-ROW_COLUMNS = ("entry", "kind", "difficulty", "runs", "patches", "psnr_mean", "psnr_ci_low", "psnr_ci_high",
+ROW_COLUMNS = ("entry", "kind", "toolbox", "difficulty", "runs", "patches", "psnr_mean", "psnr_ci_low", "psnr_ci_high",
                "psnr_iqm", "ssim_mean", "ssim_ci_low", "ssim_ci_high", "psnr_gain_mean", "oracle_gain_share",
                "chain_length", "parameters", "macs_per_patch", "agent_macs_per_decision", "wall_seconds_per_patch")
 COMPARISON_COLUMNS = ("difficulty", "toolchain", "network", "toolchain_psnr", "network_psnr", "difference",
@@ -42,7 +42,8 @@ def row_record(row: dict[str, Any]) -> dict[str, Any]:
     """A leaderboard row flattened for ``leaderboard.csv``."""
     m = row["metrics"]
     return {
-        "entry": row["entry"], "kind": row["kind"], "difficulty": row["difficulty"], "runs": len(row["seeds"]),
+        "entry": row["entry"], "kind": row["kind"], "toolbox": row["toolbox"], "difficulty": row["difficulty"],
+        "runs": len(row["seeds"]),
         "patches": row["patches"], "psnr_mean": m["psnr"]["mean"], "psnr_ci_low": m["psnr"]["mean_ci"][0],
         "psnr_ci_high": m["psnr"]["mean_ci"][1], "psnr_iqm": m["psnr"]["iqm"], "ssim_mean": m["ssim"]["mean"],
         "ssim_ci_low": m["ssim"]["mean_ci"][0], "ssim_ci_high": m["ssim"]["mean_ci"][1],
@@ -136,18 +137,21 @@ def _setup(sweep: Sweep, header: dict[str, Any]) -> list[str]:
                           f"{'matches the recorded digest' if t['digest_matches'] else 'NO recorded match'})"
                           for d, t in header["test_sets"].items())
     toolbox, machine = header["toolbox"], header["provenance"]
+    tracks = "".join(f" Track `{name}`: toolbox {track['name']} ({track['fingerprint'][:12]}…), its entries named "
+                     f"`<entry>-{name}`." for name, track in header["tracks"].items())
     hardware = machine["cuda_device"] or f"{machine['cpu_model']}, {machine['cpu_count']} CPUs"
     return [
         *lines,
         f"Frozen test sets: {test_sets}. Toolbox: {toolbox['metadata'].get('name', toolbox['name'])} "
-        f"({toolbox['fingerprint'][:12]}…). Learned entries trained on `{header['training_source']}`. "
+        f"({toolbox['fingerprint'][:12]}…).{tracks} Learned entries trained on `{header['training_source']}`. "
         f"Aggregated at commit {machine['git_commit']}, torch {machine['torch']}, device {sweep.ctx.device} "
         f"({hardware}); every per-run file in `leaderboard/runs/` records the provenance of its own evaluation.",
         "",
         f"PSNR and SSIM: mean over runs (seeds) and test patches with its {round(100 * stats['confidence'])}% "
         f"stratified-bootstrap confidence interval over runs ({stats['reps']} replicates, seed {stats['seed']}; a "
         "deterministic entry has one run, so its interval is a point), and the interquartile mean (IQM). Gain: over "
-        "the input. Oracle share: the entry's mean gain over the exhaustive oracle's (this sweep's toolbox). GMACs: "
+        "the input. Oracle share: the entry's mean gain over the exhaustive oracle's with the same toolbox (single "
+        "networks: the sweep's). GMACs: "
         "multiply-adds per patch actually executed (tools of the chain + the agent's network per decision; single "
         "networks: one pass; an oracle's search is not counted). ms/patch: measured wall time, **not "
         "deterministic**.",
@@ -159,19 +163,19 @@ def _difficulty_table(difficulty: str, rows: list[dict[str, Any]], confidence: f
     """The section of one difficulty: a line per row."""
     level = round(100 * confidence)
     lines = [f"## {difficulty}", "",
-             f"| entry | runs | PSNR (dB) [{level}% CI] | PSNR IQM | SSIM [{level}% CI] | gain (dB) "
+             f"| entry | toolbox | runs | PSNR (dB) [{level}% CI] | PSNR IQM | SSIM [{level}% CI] | gain (dB) "
              "| oracle share | tools/patch | parameters | GMACs/patch | ms/patch* |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         m = row["metrics"]
         psnr, ssim = m["psnr"], m["ssim"]
         share = "n/a" if m["oracle_gain_share"] is None else f"{100 * m['oracle_gain_share']:.0f}%"
         length = "n/a" if m["chain_length"] is None else f"{m['chain_length']:.2f}"
         lines.append(
-            f"| {row['entry']} | {len(row['seeds'])} | {psnr['mean']:.3f} [{psnr['mean_ci'][0]:.3f}, "
-            f"{psnr['mean_ci'][1]:.3f}] | {psnr['iqm']:.3f} | {ssim['mean']:.4f} [{ssim['mean_ci'][0]:.4f}, "
-            f"{ssim['mean_ci'][1]:.4f}] | {m['psnr_gain']['mean']:+.3f} | {share} | {length} | "
-            f"{m['parameters']:,} | {m['macs_per_patch'] / 1e9:.3f} | "
+            f"| {row['entry']} | {row['toolbox'] or '-'} | {len(row['seeds'])} | {psnr['mean']:.3f} "
+            f"[{psnr['mean_ci'][0]:.3f}, {psnr['mean_ci'][1]:.3f}] | {psnr['iqm']:.3f} | {ssim['mean']:.4f} "
+            f"[{ssim['mean_ci'][0]:.4f}, {ssim['mean_ci'][1]:.4f}] | {m['psnr_gain']['mean']:+.3f} | {share} | "
+            f"{length} | {m['parameters']:,} | {m['macs_per_patch'] / 1e9:.3f} | "
             f"{1e3 * row['timing']['wall_seconds_per_patch']:.2f} |")
     return [*lines, ""]
 

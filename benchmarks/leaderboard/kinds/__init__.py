@@ -6,6 +6,7 @@ its rows, tables, plots and result files then follow from the protocol.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,27 @@ def register(kind: type[Entry]) -> type[Entry]:
 for _kind in (BaselineEntry, OfficialEntry, LstmDqnEntry, SingleNetworkEntry, Sb3Entry):
     register(_kind)
 
+# The kinds a track may hold: those that run a toolbox and are defined by their section alone.
+TRACK_KINDS: tuple[type[Entry], ...] = (BaselineEntry, LstmDqnEntry, Sb3Entry)
 
-def build_entries(config: dict[str, Any], official_dir: Path | None) -> list[Entry]:
+
+def build_entries(config: dict[str, Any], official_dir: Path | None,
+                  tracks: Iterable[str] | None = None) -> list[Entry]:
     """The entries of a validated config, in leaderboard order; the official one when ``official_dir`` (the
-    release :func:`official_folder` found) is given."""
+    release :func:`official_folder` found) is given; then those of the tracks named in ``tracks`` (the ones
+    that can run here), in the config's order, each named ``<name>-<track>``."""
     sections = {**config, OfficialEntry.section: official_dir}
-    return [entry for kind in KINDS.values() if sections[kind.section] is not None
-            for entry in kind.entries(sections[kind.section])]
+    entries = [entry for kind in KINDS.values() if sections[kind.section] is not None
+               for entry in kind.entries(sections[kind.section])]
+    wanted = set(tracks or ())
+    for track, section in (config["tracks"] or {}).items():
+        if track not in wanted:
+            continue
+        for kind in TRACK_KINDS:
+            if section[kind.section] is not None:
+                entries += [entry.in_track(track) for entry in kind.entries(section[kind.section])]
+    return entries
 
 
-__all__ = ["KINDS", "Entry", "LearnedEntry", "Outcome", "build_entries", "official_folder", "register"]
+__all__ = ["KINDS", "TRACK_KINDS", "Entry", "LearnedEntry", "Outcome", "build_entries", "official_folder",
+           "register"]

@@ -1,7 +1,8 @@
 """The protocol of a kind of leaderboard entry.
 
 A kind is a subclass of :class:`Entry` registered in :mod:`benchmarks.leaderboard.kinds`; an entry is one row
-of the leaderboard (a name, its seeds and ``spec``, its JSON-ready definition). The kind says
+of the leaderboard (a name, its seeds and ``spec``, its JSON-ready definition, and the track whose toolbox it
+runs: None for the sweep's). The kind says
 
 - its YAML section: ``section`` (the key), ``default`` (its value when the config leaves it out; None: no
   entries), :meth:`Entry.validate` (check it) and :meth:`Entry.entries` (the entries it defines);
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -57,6 +58,7 @@ class Entry(ABC):
     name: str
     seeds: list[int]
     spec: dict[str, Any] = field(default_factory=dict)
+    track: str | None = None
 
     kind: ClassVar[str]  # the name of the kind in results and tables
     section: ClassVar[str]  # the key of the kind's section in the YAML config
@@ -81,6 +83,15 @@ class Entry(ABC):
     def evaluate(self, ctx: Context, toolbox: Toolbox | None, difficulty: str, seed: int) -> Outcome:
         """Evaluate ``seed`` of this entry with ``toolbox`` (:meth:`toolbox`) on the test set of ``difficulty``."""
 
+    def in_track(self, track: str) -> Entry:
+        """This entry in ``track``: it runs the track's toolbox and is named ``<name>-<track>``."""
+        return replace(self, name=f"{self.name}-{track}", track=track)
+
+    @property
+    def base_name(self) -> str:
+        """The name without its track's suffix."""
+        return self.name if self.track is None else self.name.removesuffix(f"-{self.track}")
+
     @property
     def public_spec(self) -> dict[str, Any]:
         """``spec`` as results record it (no path of this machine)."""
@@ -99,7 +110,11 @@ class Entry(ABC):
 
     def toolbox(self, ctx: Context) -> Toolbox | None:
         """The toolbox this entry runs (None: it restores without one)."""
-        return ctx.toolbox
+        return ctx.track_toolbox(self.track)
+
+    def toolbox_name(self, ctx: Context) -> str | None:
+        """The toolbox this entry runs, as the config names it (None: it restores without one)."""
+        return ctx.toolbox_names[self.track]
 
     def model_digest(self, ctx: Context, seed: int) -> str | None:
         """SHA-256 of the model of ``seed`` (None: the entry has none)."""
@@ -186,10 +201,9 @@ class LearnedEntry(Entry):
             raise RuntimeError(f"{path} was trained with another config ({'; '.join(differences)}); delete "
                                f"{path.parent} to train it anew with this config, or restore the config of that run")
 
-    @staticmethod
-    def check_same_toolbox(trained_with: dict[str, Any], ctx: Context, path: Path) -> None:
-        """RuntimeError unless the model of ``path`` was trained with the sweep's toolbox (version and metadata)."""
-        here = toolbox_info(ctx.toolbox)
+    def check_same_toolbox(self, trained_with: dict[str, Any], ctx: Context, path: Path) -> None:
+        """RuntimeError unless the model of ``path`` was trained with this entry's toolbox (version and metadata)."""
+        here = toolbox_info(self.toolbox(ctx))
         if trained_with != here:
             raise RuntimeError(f"{path} was trained with another toolbox ({trained_with}, not {here}); delete "
                                f"{path.parent} to train it anew with this toolbox")

@@ -43,15 +43,15 @@ class BaselineEntry(Entry):
 
     @property
     def uses_training_source(self) -> bool:
-        return self.name in SEARCHES
+        return self.base_name in SEARCHES
 
     def eval_cost(self, patches: int) -> float:
-        cost = patches * EVAL_SECONDS.get(self.name, EVAL_SECONDS_PER_PATCH)
-        return cost + self.spec["validation_size"] * VALIDATION_SEARCH_SECONDS.get(self.name, 0.0)
+        cost = patches * EVAL_SECONDS.get(self.base_name, EVAL_SECONDS_PER_PATCH)
+        return cost + self.spec["validation_size"] * VALIDATION_SEARCH_SECONDS.get(self.base_name, 0.0)
 
     def evaluate(self, ctx: Context, toolbox: Toolbox | None, difficulty: str, seed: int) -> Outcome:
         assert toolbox is not None
-        policy = make_policy(self.name, toolbox, difficulty, seed, validation_size=self.spec["validation_size"],
+        policy = make_policy(self.base_name, toolbox, difficulty, seed, validation_size=self.spec["validation_size"],
                              device=ctx.device, source=ctx.source)
         chain = getattr(policy, "details", {}).get("chain")
         parameters = count_parameters(toolbox) if chain is None else sum(TOOL_SPECS[t].params for t in set(chain))

@@ -74,8 +74,8 @@ class LstmDqnEntry(LearnedEntry):
         return self.lstm_config(ctx, seed).total_timesteps, SECONDS_PER_STEP
 
     def fit(self, ctx: Context, seed: int, resume: bool, advance: Callable[[int], None]) -> None:
-        lstm_dqn.train(self.lstm_config(ctx, seed), self.run_dir(ctx, seed), ctx.toolbox, ctx.device, resume=resume,
-                       progress=False, on_steps=advance)
+        lstm_dqn.train(self.lstm_config(ctx, seed), self.run_dir(ctx, seed), self.toolbox(ctx), ctx.device,
+                       resume=resume, progress=False, on_steps=advance)
 
     def evaluate(self, ctx: Context, toolbox: Toolbox | None, difficulty: str, seed: int) -> Outcome:
         assert toolbox is not None

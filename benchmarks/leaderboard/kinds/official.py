@@ -13,6 +13,7 @@ from benchmarks.leaderboard.context import Context
 from benchmarks.leaderboard.kinds.base import Entry, Outcome
 from benchmarks.leaderboard.kinds.lstm_dqn import agent_outcome
 from benchmarks.toolbox import DEFAULT_OFFICIAL
+from restore_gym.official import OFFICIAL
 from restore_gym.records import file_sha256
 from restore_gym.toolbox import Toolbox
 
@@ -63,6 +64,9 @@ class OfficialEntry(Entry):
 
     def toolbox(self, ctx: Context) -> Toolbox:
         return Toolbox.from_official(Path(self.spec["dir"]) / "toolbox").to(ctx.device)
+
+    def toolbox_name(self, ctx: Context) -> str:
+        return OFFICIAL
 
     def model_digest(self, ctx: Context, seed: int) -> str:
         return file_sha256(self.models)

@@ -90,7 +90,7 @@ class Sb3Entry(LearnedEntry):
         # The committed model.zip needs no optimizer statistics: SB3 runs are evaluated, never resumed.
         sb3.train(self.spec["algo"], self.spec["env"], seed, out=self.run_dir(ctx, seed),
                   hyperparams=self.spec["hyperparams"], overrides=hyperparams(self.spec, ctx.source),
-                  toolbox=ctx.toolbox, device=str(ctx.device), optimizer_state=False)
+                  toolbox=self.toolbox(ctx), device=str(ctx.device), optimizer_state=False)
 
     def evaluate(self, ctx: Context, toolbox: Toolbox | None, difficulty: str, seed: int) -> Outcome:
         from restore_gym.sb3_policy import load_policy

@@ -76,6 +76,9 @@ class SingleNetworkEntry(LearnedEntry):
     def toolbox(self, ctx: Context) -> None:
         return None
 
+    def toolbox_name(self, ctx: Context) -> None:
+        return None
+
     def evaluate(self, ctx: Context, toolbox: Toolbox | None, difficulty: str, seed: int) -> Outcome:
         network, _ = load_network(self.model_file(ctx, seed), ctx.device)
         evaluation = run_network(network, difficulty, device=ctx.device, max_patches=ctx.max_patches,
