@@ -169,7 +169,7 @@ def test_the_sweep_writes_every_output_atomically(sweeps):
 
     markdown = (out / "leaderboard.md").read_text()
     assert "LIMITED RUN: only the first 4 patches" in markdown and "not deterministic" in markdown
-    assert markdown.count("| random | 2 |") == 3 and "![PSNR per difficulty](leaderboard/psnr.png)" in markdown
+    assert markdown.count("| random | pretrained | 2 |") == 3 and "![PSNR per difficulty](leaderboard/psnr.png)" in markdown
     assert "fewer than 3 training seeds for lstm-dqn, vdsr-s" in markdown
     rows = list(csv.DictReader((folder / "leaderboard.csv").open()))
     assert len(rows) == 6 * 3 and {r["patches"] for r in rows} == {"4"}

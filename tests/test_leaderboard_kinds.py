@@ -91,7 +91,7 @@ def test_a_registered_kind_runs_through_the_sweep_with_no_other_edit(toy_kind, t
     assert row["metrics"]["psnr_gain"]["mean"] == 0.0  # it stops at once
     run = json.loads((tmp_path / "out" / "leaderboard" / "runs" / "toy" / "moderate-seed1.json").read_text())
     assert run["inputs"]["spec"]["source"] == "builtin" and run["inputs"]["model"]
-    assert "| toy | 2 |" in (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "| toy | pretrained | 2 |" in (tmp_path / "out" / "leaderboard.md").read_text()
     assert lb.run_leaderboard(config, progress=False)["sweep"] == {"trained": 0, "evaluated": 0, "skipped": 2}
     with pytest.raises(lb.ConfigError, match=r"toy.yml: toys.seeds lists a seed twice"):
         lb.validate_config({"toys": {"seeds": [0, 0]}}, "toy.yml")
