@@ -14,6 +14,9 @@ Two entries scored on the same tasks are compared (:func:`compare`) by the diffe
 rliable's probability of improvement: per task, the Mann-Whitney statistic P(X > Y) + P(X = Y) / 2 over all
 pairs of a run of X and a run of Y, averaged over tasks. Their bootstrap resamples the runs of each entry
 independently within every task and, with ``task_bootstrap``, the same tasks for both entries (paired).
+
+:func:`performance_profile` is rliable's score distribution: the share of all scores above each threshold, with
+its interval from the same stratified bootstrap. ``tests/test_stats.py`` checks every estimate against rliable's.
 """
 
 from __future__ import annotations
@@ -85,9 +88,15 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
-def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+def _percentile_bounds(replicates: np.ndarray, confidence: float) -> np.ndarray:
+    """The lower and upper percentile bounds at ``confidence`` of ``replicates`` over their first axis, shape
+    (2, ...)."""
     alpha = 100.0 * (1.0 - confidence) / 2.0
-    low, high = np.percentile(replicates, [alpha, 100.0 - alpha])
+    return np.percentile(replicates, [alpha, 100.0 - alpha], axis=0)
+
+
+def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    low, high = _percentile_bounds(replicates, confidence)
     return float(low), float(high)
 
 
@@ -147,3 +156,29 @@ def compare(x: np.ndarray, y: np.ndarray, reps: int = 2000, confidence: float = 
         "probability_of_improvement_ci": list(_percentile_interval(improvement, confidence)),
         "runs": [x.shape[0], y.shape[0]], "tasks": x.shape[1], "task_bootstrap": task_bootstrap,
     }
+
+
+def score_distribution(thresholds: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The statistic of rliable's performance profile: for each of ``thresholds``, the share of all scores (runs
+    and tasks, the last two axes) strictly above it; leading axes are kept and the thresholds come last."""
+    taus = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+
+    def share_above(scores: np.ndarray) -> np.ndarray:
+        array = np.asarray(scores, dtype=np.float64)
+        flat = array.reshape(*array.shape[:-2], -1)
+        return np.stack([(flat > tau).mean(axis=-1) for tau in taus], axis=-1)
+
+    return share_above
+
+
+def performance_profile(scores: np.ndarray, thresholds: Any, reps: int = 2000, confidence: float = 0.95,
+                        seed: int = 0, task_bootstrap: bool = False) -> dict[str, Any]:
+    """rliable's performance profile of a runs x tasks matrix (JSON-ready): ``{"thresholds": [...], "profile":
+    [share of scores above each], "profile_ci": [[lower, ...], [upper, ...]]}``, the bounds the percentile
+    interval at ``confidence`` of :func:`stratified_bootstrap` with ``numpy.random.default_rng(seed)``."""
+    _check_confidence(confidence)
+    scores = _check_scores(scores)
+    statistic = score_distribution(thresholds)
+    replicates = stratified_bootstrap(scores, statistic, reps, np.random.default_rng(seed), task_bootstrap)
+    return {"thresholds": np.asarray(thresholds, dtype=np.float64).reshape(-1).tolist(),
+            "profile": statistic(scores).tolist(), "profile_ci": _percentile_bounds(replicates, confidence).tolist()}
