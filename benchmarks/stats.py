@@ -100,15 +100,25 @@ def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[flo
     return float(low), float(high)
 
 
-def interval_estimate(scores: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], reps: int = 2000,
-                      confidence: float = 0.95, seed: int = 0, task_bootstrap: bool = False
-                      ) -> tuple[float, float, float]:
-    """(point estimate, lower, upper): ``statistic`` of ``scores`` and its percentile confidence interval at
-    ``confidence`` from :func:`stratified_bootstrap` with ``numpy.random.default_rng(seed)``."""
+def interval_estimates(scores: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], reps: int = 2000,
+                       confidence: float = 0.95, seed: int = 0, task_bootstrap: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(point estimates, lower bounds, upper bounds), arrays of the shape of ``statistic(scores)``: the statistic
+    and its percentile confidence interval at ``confidence`` from :func:`stratified_bootstrap` with
+    ``numpy.random.default_rng(seed)``. The statistic may give one value or several (a profile, a curve)."""
     _check_confidence(confidence)
     scores = _check_scores(scores)
     replicates = stratified_bootstrap(scores, statistic, reps, np.random.default_rng(seed), task_bootstrap)
-    return (float(statistic(scores)), *_percentile_interval(replicates, confidence))
+    low, high = _percentile_bounds(replicates, confidence)
+    return np.asarray(statistic(scores), dtype=np.float64), low, high
+
+
+def interval_estimate(scores: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], reps: int = 2000,
+                      confidence: float = 0.95, seed: int = 0, task_bootstrap: bool = False
+                      ) -> tuple[float, float, float]:
+    """(point estimate, lower, upper) of a statistic with one value, as :func:`interval_estimates`."""
+    point, low, high = interval_estimates(scores, statistic, reps, confidence, seed, task_bootstrap)
+    return float(point), float(low), float(high)
 
 
 def summarize(scores: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0,
@@ -174,11 +184,15 @@ def score_distribution(thresholds: Any) -> Callable[[np.ndarray], np.ndarray]:
 def performance_profile(scores: np.ndarray, thresholds: Any, reps: int = 2000, confidence: float = 0.95,
                         seed: int = 0, task_bootstrap: bool = False) -> dict[str, Any]:
     """rliable's performance profile of a runs x tasks matrix (JSON-ready): ``{"thresholds": [...], "profile":
-    [share of scores above each], "profile_ci": [[lower, ...], [upper, ...]]}``, the bounds the percentile
-    interval at ``confidence`` of :func:`stratified_bootstrap` with ``numpy.random.default_rng(seed)``."""
-    _check_confidence(confidence)
-    scores = _check_scores(scores)
-    statistic = score_distribution(thresholds)
-    replicates = stratified_bootstrap(scores, statistic, reps, np.random.default_rng(seed), task_bootstrap)
-    return {"thresholds": np.asarray(thresholds, dtype=np.float64).reshape(-1).tolist(),
-            "profile": statistic(scores).tolist(), "profile_ci": _percentile_bounds(replicates, confidence).tolist()}
+    [share of scores above each], "profile_ci": [[lower, ...], [upper, ...]]}``, with the intervals of
+    :func:`interval_estimates`."""
+    point, low, high = interval_estimates(scores, score_distribution(thresholds), reps, confidence, seed,
+                                          task_bootstrap)
+    return {"thresholds": np.asarray(thresholds, dtype=np.float64).reshape(-1).tolist(), "profile": point.tolist(),
+            "profile_ci": [low.tolist(), high.tolist()]}
+
+
+def run_means(scores: np.ndarray) -> np.ndarray:
+    """The mean over runs of every task (the second-to-last axis averaged; leading axes are kept): with tasks the
+    points of a training curve, the mean curve over seeds."""
+    return np.asarray(scores, dtype=np.float64).mean(axis=-2)

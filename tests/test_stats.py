@@ -5,10 +5,12 @@ from scipy.stats import trim_mean
 from benchmarks.stats import (
     compare,
     interval_estimate,
+    interval_estimates,
     iqm,
     mean,
     performance_profile,
     probability_of_improvement,
+    run_means,
     score_distribution,
     stratified_bootstrap,
     summarize,
@@ -150,6 +152,14 @@ def test_the_performance_profile_is_the_share_of_scores_above_each_threshold():
     (low, high), point = np.array(spread["profile_ci"]), np.array(spread["profile"])
     assert (low <= point).all() and (point <= high).all() and (low < high).any()
     assert spread["thresholds"] == [-1.0, 0.0, 1.0]
+
+
+def test_a_curve_over_seeds_gets_an_interval_at_every_step():
+    curves = np.array([[0.0, 1.0, 2.0], [0.0, 3.0, 2.0], [0.0, 2.0, 2.0]])  # 3 seeds x 3 steps
+    point, low, high = interval_estimates(curves, run_means, reps=500)
+    assert point.tolist() == [0.0, 2.0, 2.0] == run_means(curves).tolist()
+    assert low[0] == high[0] == 0.0 and low[2] == high[2] == 2.0  # the seeds agree there
+    assert 1.0 <= low[1] < 2.0 < high[1] <= 3.0
 
 
 # ---- Cross-check against rliable (Agarwal et al.'s reference implementation, a dev dependency) -------------
