@@ -34,6 +34,8 @@ from torch import nn
 from tqdm import tqdm
 
 from restore_gym.allocator import retain_freed_memory
+from restore_gym.baselines import validation_set
+from restore_gym.data import to_nchw
 from restore_gym.degrade import DIFFICULTIES, PATCH_SIZE, check_difficulty
 from restore_gym.deprecation import moved_module
 from restore_gym.devices import resolve_device
@@ -43,12 +45,15 @@ from restore_gym.lstm_dqn import (
     LSTMDQNPolicy,
     QNetwork,
     agent_payload,
+    greedy_chain,
     previous_tool_onehot,
     read_agent_file,
     toolbox_info,
 )
+from restore_gym.metrics import psnr_batch
 from restore_gym.records import write_json_atomic
 from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states, start_run
+from restore_gym.summaries import TENSORBOARD_DIR, Scalars
 from restore_gym.tf_checkpoint import CheckpointError
 from restore_gym.toolbox import Toolbox, atomic_torch_save
 from restore_gym.vector_env import RLRestoreVectorEnv
@@ -62,6 +67,9 @@ CHECKPOINT_KEYS = frozenset({"config", "toolbox", "global_step", "target_network
                              "recent", "losses", "rngs"})
 LOG_COLUMNS = ("step", "episodes", "mean_return", "mean_psnr_gain", "mean_length", "loss", "epsilon", "lr",
                "steps_per_s")
+# TensorBoard's tags of the log's columns from mean_return on (CleanRL's names where it has them).
+LOG_TAGS = ("charts/episodic_return", "charts/episodic_gain", "charts/episodic_length", "losses/td_loss",
+            "charts/epsilon", "charts/learning_rate", "charts/SPS")
 RECENT_EPISODES = 100  # the log's means are over this many latest episodes
 REPLAY_DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -93,6 +101,10 @@ class Config:
     exploration_steps: int = 1_000_000  # epsilon goes linearly from start_e to end_e over these steps
     checkpoint_frequency: int = 250_000  # a checkpoint holds the whole replay (11.9 GB in this preset)
     log_frequency: int = 10_000
+    # The greedy agent on eval_patches fixed train-split patches (restore_gym.baselines.validation_set) every
+    # eval_frequency steps and at the end, for TensorBoard's eval/psnr_gain (0 = never); it leaves the run unchanged.
+    eval_frequency: int = 25_000
+    eval_patches: int = 64
     # Joint training of the tools on the agent's chains (the paper's Algorithm 1, restore_gym.joint); 0 = off.
     joint_every: int = 0  # finished episodes between update rounds of the tools
     joint_batch_size: int = 64  # (input, chain, clean) triples per gradient step
@@ -106,8 +118,10 @@ class Config:
             raise ValueError(f"replay_dtype must be one of {sorted(REPLAY_DTYPES)}, got {self.replay_dtype!r}")
         counts = ("num_envs", "total_timesteps", "buffer_size", "train_frequency", "batch_size",
                   "target_network_frequency", "lr_decay_steps", "exploration_steps", "checkpoint_frequency",
-                  "log_frequency", "joint_batch_size", "joint_updates", "joint_capacity")
+                  "log_frequency", "joint_batch_size", "joint_updates", "joint_capacity", "eval_patches")
         bad = [f"{name}={getattr(self, name)!r}" for name in counts if getattr(self, name) < 1]
+        if self.eval_frequency < 0:
+            bad.append(f"eval_frequency={self.eval_frequency} (0 for never)")
         if self.joint_every < 0 or not self.joint_lr > 0:
             bad.append(f"joint_every={self.joint_every}, joint_lr={self.joint_lr} (need joint_every >= 0, 0 for "
                        "off, and joint_lr > 0)")
@@ -156,6 +170,8 @@ PRESETS: dict[str, Config] = {
         exploration_steps=48,
         checkpoint_frequency=32,
         log_frequency=16,
+        eval_frequency=32,
+        eval_patches=4,
     ),
 }
 
@@ -438,6 +454,18 @@ def _means(recent: deque[EpisodeStats]) -> tuple[float, float, float]:
             _mean([float(s.length) for s in recent]))
 
 
+def _validation_tensors(cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The degraded and clean patches (N x 3 x 63 x 63 on ``device``) of the run's evaluation."""
+    patches = validation_set(cfg.difficulty, cfg.source, cfg.eval_patches)
+    return to_nchw(patches.degraded).to(device), to_nchw(patches.clean).to(device)
+
+
+def greedy_gain(network: QNetwork, toolbox: Toolbox, degraded: torch.Tensor, clean: torch.Tensor) -> float:
+    """Mean PSNR gain (dB) of the greedy agent on a batch, evaluated as the authors do (:func:`greedy_chain`)."""
+    final = greedy_chain(network, toolbox, degraded)[1][-1]
+    return float((psnr_batch(final, clean) - psnr_batch(degraded, clean)).mean())
+
+
 # ---- Training loop --------------------------------------------------------------------------------------
 
 
@@ -455,7 +483,9 @@ def train(
 
     Writes to ``out_dir``, atomically: ``config.json``, ``checkpoint.pt`` every ``checkpoint_frequency`` steps
     and at the end, and at the end ``agent.pt`` (network, config, toolbox version and metadata); ``log.csv`` is
-    a :class:`restore_gym.resumable.TrainingLog` (created atomically, rows appended with an fsync). A run starts
+    a :class:`restore_gym.resumable.TrainingLog` (created atomically, rows appended with an fsync). TensorBoard
+    events in ``tensorboard/`` (:mod:`restore_gym.summaries`) hold the log's rows (:data:`LOG_TAGS`) and
+    ``eval/psnr_gain``, the greedy agent's gain on the validation patches every ``eval_frequency`` steps. A run starts
     by removing the temp files a killed run left in ``out_dir``. ``resume`` continues from ``checkpoint.pt``
     exactly as if never stopped (same config, ``total_timesteps`` aside, and same toolbox; the log is cut back to
     the checkpoint's step, damaged lines dropped with a warning); without it an existing checkpoint is an
@@ -506,52 +536,58 @@ def train(
 
     bar = tqdm(total=cfg.total_timesteps, initial=global_step, unit="step", disable=not progress)
     last_log_time, last_log_step = time.perf_counter(), global_step
-    while global_step < cfg.total_timesteps:
-        policy.epsilon = linear_schedule(cfg.start_e, cfg.end_e, cfg.exploration_steps, global_step)
-        taken, finished = collector.step()
-        before, global_step = global_step, global_step + taken
-        episodes += len(finished)
-        recent.extend(finished)
-        bar.update(taken)
-        if on_steps is not None:
-            on_steps(taken)
+    with Scalars(out_dir / TENSORBOARD_DIR, purge_step=global_step + 1 if resume else None) as scalars:
+        validation = _validation_tensors(cfg, device) if cfg.eval_frequency and scalars.active else None
+        while global_step < cfg.total_timesteps:
+            policy.epsilon = linear_schedule(cfg.start_e, cfg.end_e, cfg.exploration_steps, global_step)
+            taken, finished = collector.step()
+            before, global_step = global_step, global_step + taken
+            episodes += len(finished)
+            recent.extend(finished)
+            bar.update(taken)
+            if on_steps is not None:
+                on_steps(taken)
 
-        for _ in range(crossings(max(before, cfg.learning_starts), global_step, cfg.train_frequency)):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, global_step)
-            loss = dqn_loss(q_network, target_network, replay.sample(cfg.batch_size, rng, device), cfg.gamma)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        if crossings(before, global_step, cfg.target_network_frequency):
-            target_network.load_state_dict(q_network.state_dict())
+            for _ in range(crossings(max(before, cfg.learning_starts), global_step, cfg.train_frequency)):
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, global_step)
+                loss = dqn_loss(q_network, target_network, replay.sample(cfg.batch_size, rng, device), cfg.gamma)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+            if crossings(before, global_step, cfg.target_network_frequency):
+                target_network.load_state_dict(q_network.state_dict())
 
-        if crossings(before, global_step, cfg.log_frequency):
-            now = time.perf_counter()
-            speed = (global_step - last_log_step) / max(now - last_log_time, 1e-9)
-            row = [global_step, episodes, *_means(recent), _mean(losses), policy.epsilon,
-                   learning_rate(cfg, global_step), speed]
-            log.append({column: f"{v:.6g}" if isinstance(v, float) else v for column, v in zip(LOG_COLUMNS, row)})
-            bar.set_postfix(gain=f"{row[3]:.2f}dB", eps=f"{policy.epsilon:.2f}", loss=f"{row[5]:.3g}")
-            losses.clear()
-            last_log_time, last_log_step = now, global_step
+            if crossings(before, global_step, cfg.log_frequency):
+                now = time.perf_counter()
+                speed = (global_step - last_log_step) / max(now - last_log_time, 1e-9)
+                row = [global_step, episodes, *_means(recent), _mean(losses), policy.epsilon,
+                       learning_rate(cfg, global_step), speed]
+                log.append({column: f"{v:.6g}" if isinstance(v, float) else v for column, v in zip(LOG_COLUMNS, row)})
+                scalars.add(global_step, dict(zip(LOG_TAGS, row[2:])))
+                bar.set_postfix(gain=f"{row[3]:.2f}dB", eps=f"{policy.epsilon:.2f}", loss=f"{row[5]:.3g}")
+                losses.clear()
+                last_log_time, last_log_step = now, global_step
 
-        if crossings(before, global_step, cfg.checkpoint_frequency) or global_step >= cfg.total_timesteps:
-            collector.restart(env_seeds(cfg.seed, global_step, cfg.num_envs))
-            checkpoint = agent_payload(q_network, asdict(cfg), toolbox, global_step)
-            checkpoint.update(
-                target_network={k: v.detach().cpu() for k, v in target_network.state_dict().items()},
-                optimizer=optimizer.state_dict(),
-                replay=replay.state_dict(),
-                episodes=episodes,
-                recent=[astuple(s) for s in recent],
-                losses=list(losses),
-                rngs=rng_states(rng),
-            )
-            if joint:
-                checkpoint.update(base_toolbox=base_toolbox, joint=joint.state_dict())
-            atomic_torch_save(checkpoint, checkpoint_path)
+            if crossings(before, global_step, cfg.checkpoint_frequency) or global_step >= cfg.total_timesteps:
+                collector.restart(env_seeds(cfg.seed, global_step, cfg.num_envs))
+                checkpoint = agent_payload(q_network, asdict(cfg), toolbox, global_step)
+                checkpoint.update(
+                    target_network={k: v.detach().cpu() for k, v in target_network.state_dict().items()},
+                    optimizer=optimizer.state_dict(),
+                    replay=replay.state_dict(),
+                    episodes=episodes,
+                    recent=[astuple(s) for s in recent],
+                    losses=list(losses),
+                    rngs=rng_states(rng),
+                )
+                if joint:
+                    checkpoint.update(base_toolbox=base_toolbox, joint=joint.state_dict())
+                atomic_torch_save(checkpoint, checkpoint_path)
+            if validation is not None and (crossings(before, global_step, cfg.eval_frequency)
+                                           or global_step >= cfg.total_timesteps):
+                scalars.add(global_step, {"eval/psnr_gain": greedy_gain(q_network, toolbox, *validation)})
     bar.close()
     atomic_torch_save(agent_payload(q_network, asdict(cfg), toolbox, global_step), out_dir / AGENT_FILE)
     if joint:

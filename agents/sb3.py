@@ -15,9 +15,11 @@ them as ``toolbox.pt`` in the run folder. Any other key is an error naming the f
 
 Training runs on the batched vector environment through :class:`restore_gym.sb3.RLRestoreSB3VecEnv` (wrapped
 in ``VecMonitor``). A run folder holds ``config.yml`` (the resolved hyperparameters and run arguments),
-``progress.csv`` (SB3's training log), ``model.zip`` (written atomically) and ``eval.json``: the greedy policy
-once on every patch of a frozen test set, the report of :func:`restore_gym.evaluation.evaluate` with a
-``training`` record (algorithm, environment, seed, timesteps, seconds).
+``progress.csv`` (SB3's training log), ``tensorboard/`` (the same log as SB3 writes it for TensorBoard, its
+``tensorboard_log``, and ``eval/test_psnr_gain``: :mod:`restore_gym.summaries`), ``model.zip`` (written
+atomically) and ``eval.json``: the greedy policy once on every patch of a frozen test set, the report of
+:func:`restore_gym.evaluation.evaluate` with a ``training`` record (algorithm, environment, seed, timesteps,
+seconds).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import gymnasium as gym
 import torch
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecMonitor
 
@@ -59,6 +61,7 @@ from restore_gym.sb3_policy import (
     algorithm_class,
     resolve_policy_kwargs,
 )
+from restore_gym.summaries import TENSORBOARD_DIR, Scalars, tensorboard_available
 from restore_gym.toolbox import Toolbox
 from restore_gym.vector_env import RLRestoreVectorEnv
 
@@ -214,6 +217,17 @@ def default_out_dir(algo: str, env_id: str = DEFAULT_ENV_ID, seed: int = 0) -> P
     return Path("runs") / "sb3" / f"{algo}-{env_id}-{seed}"
 
 
+def training_logger(out: Path, verbose: int = 0) -> Logger:
+    """SB3's logger of a run: ``progress.csv`` in ``out``, TensorBoard events in ``out/tensorboard`` (as SB3's
+    ``tensorboard_log`` writes them; left out when tensorboard is not installed) and, when ``verbose``, stdout."""
+    formats = [make_output_format("csv", str(out))]
+    if verbose:
+        formats.append(make_output_format("stdout", str(out)))
+    if tensorboard_available():
+        formats.append(make_output_format("tensorboard", str(out / TENSORBOARD_DIR)))
+    return Logger(str(out), formats)
+
+
 def save_model_atomic(model: BaseAlgorithm, path: str | os.PathLike, optimizer_state: bool = True) -> None:
     """``model.save`` to ``path`` atomically (see :func:`restore_gym.records.write_atomic`). Without
     ``optimizer_state`` the model's optimizer is first emptied of its running statistics (Adam's moments, two
@@ -244,8 +258,9 @@ def train(
     environment's difficulty).
 
     ``toolbox`` is a Toolbox, a toolbox file or None (the shipped one). Writes ``config.yml``,
-    ``progress.csv``, ``model.zip`` (without the optimizer's statistics unless ``optimizer_state``; see
-    :func:`save_model_atomic`) and ``eval.json`` to ``out`` (default :func:`default_out_dir`). With a
+    ``progress.csv``, ``tensorboard/`` (:func:`training_logger`; the test gain at the end), ``model.zip``
+    (without the optimizer's statistics unless ``optimizer_state``; see :func:`save_model_atomic`) and
+    ``eval.json`` to ``out`` (default :func:`default_out_dir`). With a
     ``joint`` block the tools train in place along with the agent (a given Toolbox is changed; files never
     are), are saved as ``toolbox.pt`` and are the ones evaluated.
     Returns the model and the evaluation record written to ``eval.json``.
@@ -268,7 +283,7 @@ def train(
     write_text_atomic(out / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
     model = algorithm_class(algo)(block["policy"], VecMonitor(env), seed=seed, device=device, verbose=verbose,
                                   **model_kwargs(block))
-    model.set_logger(configure(str(out), ["csv", "stdout"] if verbose else ["csv"]))
+    model.set_logger(training_logger(out, verbose))
     joint = (JointTrainer(tools, JointConfig.from_mapping({"seed": seed, **block["joint"]}))
              if "joint" in block else None)
     start = time.perf_counter()
@@ -283,6 +298,8 @@ def train(
     record["training"] = {"algo": algo, "env_id": env_id, "seed": seed, "timesteps": int(model.num_timesteps),
                           "train_seconds": train_seconds}
     write_json_atomic(out / EVAL_FILE, record)
+    with Scalars(out / TENSORBOARD_DIR) as scalars:
+        scalars.add(model.num_timesteps, {"eval/test_psnr_gain": record["metrics"]["psnr_gain"]})
     return model, record
 
 

@@ -5,9 +5,10 @@ Training (``python -m agents.single_network train --arch dncnn --out runs/single
 TRAIN split of ``--source`` (``builtin`` or an image folder) degraded with the protocol of the training
 difficulty (moderate, as the agent's), a random crop of ``patch_size`` per patch, MSE, Adam with cosine
 decay. The run folder holds ``config.json``, ``log.csv`` (validation PSNR on a fixed train-split set),
-``checkpoint.pt`` (atomic, every ``checkpoint_every`` iterations and at the end; ``--resume`` continues it
-exactly) and, at the end, ``network.pt``. Evaluate with ``python -m restore_gym evaluate --agent single-network
---checkpoint RUN/network.pt --difficulty D``.
+``tensorboard/`` (the loss and learning rate of every iteration, the validation PSNR and gain:
+:mod:`restore_gym.summaries`), ``checkpoint.pt`` (atomic, every ``checkpoint_every`` iterations and at the end;
+``--resume`` continues it exactly) and, at the end, ``network.pt``. Evaluate with ``python -m restore_gym
+evaluate --agent single-network --checkpoint RUN/network.pt --difficulty D``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from restore_gym.networks import ARCHITECTURES, build_network, check_arch, netwo
 from restore_gym.records import load_torch_file, write_json_atomic
 from restore_gym.resumable import TrainingLog, check_checkpoint, check_config, restore_rngs, rng_states, start_run
 from restore_gym.sources import resolve_source
+from restore_gym.summaries import TENSORBOARD_DIR, Scalars
 from restore_gym.toolbox import atomic_torch_save
 from restore_gym.train_tools import learning_rate, mse_step
 
@@ -162,7 +164,9 @@ def train(
 ) -> nn.Module:
     """Train a network of ``cfg.arch`` to ``cfg.iterations`` and return it (in eval mode).
 
-    Writes to ``out_dir``: ``config.json``, ``log.csv`` (rewritten atomically at every validation),
+    Writes to ``out_dir``: ``config.json``, ``log.csv`` (rewritten atomically at every validation), TensorBoard
+    events in ``tensorboard/`` (``losses/mse`` and ``charts/learning_rate`` at every iteration, ``eval/psnr`` and
+    ``eval/psnr_gain`` at every validation),
     ``checkpoint.pt`` every ``checkpoint_every`` iterations and at the end, and ``network.pt`` at the end,
     each atomically; it starts by removing the temp files a killed run left there. ``resume`` continues from
     ``checkpoint.pt`` exactly as if never stopped (same config, ``iterations`` aside; a finished run just
@@ -208,24 +212,27 @@ def train(
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc=cfg.arch, unit="it",
                disable=not progress)
     network.train()
-    for iteration in bar:
-        lr = learning_rate(cfg, iteration, cfg.iterations)
-        batch = sample_batch(source, cfg.difficulty, cfg.batch_size, cfg.patch_size, rng)
-        loss_value = mse_step(network, optimizer, batch, lr, cfg.arch, iteration, device)
-        done = iteration + 1
-        if done % cfg.eval_every == 0 or done == cfg.iterations:
-            val_output = float(psnr_batch(restore(network, val_degraded), val_clean).mean())
-            network.train()
-            rows.append({"iteration": done, "loss": f"{loss_value:.6g}", "lr": f"{lr:.3g}",
-                         "val_psnr_in": f"{val_input:.4f}", "val_psnr_out": f"{val_output:.4f}",
-                         "val_gain": f"{val_output - val_input:.4f}",
-                         "seconds": f"{elapsed():.1f}"})
-            log.write(rows)
-            bar.set_postfix(loss=f"{loss_value:.5f}", gain=f"{val_output - val_input:+.2f} dB")
-        if done % cfg.checkpoint_every == 0 and done < cfg.iterations:
-            save_checkpoint(done)
-        if on_iteration is not None:
-            on_iteration()
+    with Scalars(out_dir / TENSORBOARD_DIR, purge_step=start + 1 if resume else None) as scalars:
+        for iteration in bar:
+            lr = learning_rate(cfg, iteration, cfg.iterations)
+            batch = sample_batch(source, cfg.difficulty, cfg.batch_size, cfg.patch_size, rng)
+            loss_value = mse_step(network, optimizer, batch, lr, cfg.arch, iteration, device)
+            done = iteration + 1
+            scalars.add(done, {"losses/mse": loss_value, "charts/learning_rate": lr})
+            if done % cfg.eval_every == 0 or done == cfg.iterations:
+                val_output = float(psnr_batch(restore(network, val_degraded), val_clean).mean())
+                network.train()
+                rows.append({"iteration": done, "loss": f"{loss_value:.6g}", "lr": f"{lr:.3g}",
+                             "val_psnr_in": f"{val_input:.4f}", "val_psnr_out": f"{val_output:.4f}",
+                             "val_gain": f"{val_output - val_input:.4f}",
+                             "seconds": f"{elapsed():.1f}"})
+                log.write(rows)
+                scalars.add(done, {"eval/psnr": val_output, "eval/psnr_gain": val_output - val_input})
+                bar.set_postfix(loss=f"{loss_value:.5f}", gain=f"{val_output - val_input:+.2f} dB")
+            if done % cfg.checkpoint_every == 0 and done < cfg.iterations:
+                save_checkpoint(done)
+            if on_iteration is not None:
+                on_iteration()
     bar.close()
     final = max(start, cfg.iterations)
     save_checkpoint(final)

@@ -14,6 +14,9 @@ Two entries scored on the same tasks are compared (:func:`compare`) by the diffe
 rliable's probability of improvement: per task, the Mann-Whitney statistic P(X > Y) + P(X = Y) / 2 over all
 pairs of a run of X and a run of Y, averaged over tasks. Their bootstrap resamples the runs of each entry
 independently within every task and, with ``task_bootstrap``, the same tasks for both entries (paired).
+
+:func:`performance_profile` is rliable's score distribution: the share of all scores above each threshold, with
+its interval from the same stratified bootstrap. ``tests/test_stats.py`` checks every estimate against rliable's.
 """
 
 from __future__ import annotations
@@ -85,21 +88,37 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
-def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+def _percentile_bounds(replicates: np.ndarray, confidence: float) -> np.ndarray:
+    """The lower and upper percentile bounds at ``confidence`` of ``replicates`` over their first axis, shape
+    (2, ...)."""
     alpha = 100.0 * (1.0 - confidence) / 2.0
-    low, high = np.percentile(replicates, [alpha, 100.0 - alpha])
+    return np.percentile(replicates, [alpha, 100.0 - alpha], axis=0)
+
+
+def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    low, high = _percentile_bounds(replicates, confidence)
     return float(low), float(high)
+
+
+def interval_estimates(scores: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], reps: int = 2000,
+                       confidence: float = 0.95, seed: int = 0, task_bootstrap: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(point estimates, lower bounds, upper bounds), arrays of the shape of ``statistic(scores)``: the statistic
+    and its percentile confidence interval at ``confidence`` from :func:`stratified_bootstrap` with
+    ``numpy.random.default_rng(seed)``. The statistic may give one value or several (a profile, a curve)."""
+    _check_confidence(confidence)
+    scores = _check_scores(scores)
+    replicates = stratified_bootstrap(scores, statistic, reps, np.random.default_rng(seed), task_bootstrap)
+    low, high = _percentile_bounds(replicates, confidence)
+    return np.asarray(statistic(scores), dtype=np.float64), low, high
 
 
 def interval_estimate(scores: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray], reps: int = 2000,
                       confidence: float = 0.95, seed: int = 0, task_bootstrap: bool = False
                       ) -> tuple[float, float, float]:
-    """(point estimate, lower, upper): ``statistic`` of ``scores`` and its percentile confidence interval at
-    ``confidence`` from :func:`stratified_bootstrap` with ``numpy.random.default_rng(seed)``."""
-    _check_confidence(confidence)
-    scores = _check_scores(scores)
-    replicates = stratified_bootstrap(scores, statistic, reps, np.random.default_rng(seed), task_bootstrap)
-    return (float(statistic(scores)), *_percentile_interval(replicates, confidence))
+    """(point estimate, lower, upper) of a statistic with one value, as :func:`interval_estimates`."""
+    point, low, high = interval_estimates(scores, statistic, reps, confidence, seed, task_bootstrap)
+    return float(point), float(low), float(high)
 
 
 def summarize(scores: np.ndarray, reps: int = 2000, confidence: float = 0.95, seed: int = 0,
@@ -147,3 +166,33 @@ def compare(x: np.ndarray, y: np.ndarray, reps: int = 2000, confidence: float = 
         "probability_of_improvement_ci": list(_percentile_interval(improvement, confidence)),
         "runs": [x.shape[0], y.shape[0]], "tasks": x.shape[1], "task_bootstrap": task_bootstrap,
     }
+
+
+def score_distribution(thresholds: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The statistic of rliable's performance profile: for each of ``thresholds``, the share of all scores (runs
+    and tasks, the last two axes) strictly above it; leading axes are kept and the thresholds come last."""
+    taus = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+
+    def share_above(scores: np.ndarray) -> np.ndarray:
+        array = np.asarray(scores, dtype=np.float64)
+        flat = array.reshape(*array.shape[:-2], -1)
+        return np.stack([(flat > tau).mean(axis=-1) for tau in taus], axis=-1)
+
+    return share_above
+
+
+def performance_profile(scores: np.ndarray, thresholds: Any, reps: int = 2000, confidence: float = 0.95,
+                        seed: int = 0, task_bootstrap: bool = False) -> dict[str, Any]:
+    """rliable's performance profile of a runs x tasks matrix (JSON-ready): ``{"thresholds": [...], "profile":
+    [share of scores above each], "profile_ci": [[lower, ...], [upper, ...]]}``, with the intervals of
+    :func:`interval_estimates`."""
+    point, low, high = interval_estimates(scores, score_distribution(thresholds), reps, confidence, seed,
+                                          task_bootstrap)
+    return {"thresholds": np.asarray(thresholds, dtype=np.float64).reshape(-1).tolist(), "profile": point.tolist(),
+            "profile_ci": [low.tolist(), high.tolist()]}
+
+
+def run_means(scores: np.ndarray) -> np.ndarray:
+    """The mean over runs of every task (the second-to-last axis averaged; leading axes are kept): with tasks the
+    points of a training curve, the mean curve over seeds."""
+    return np.asarray(scores, dtype=np.float64).mean(axis=-2)

@@ -9,7 +9,9 @@ presets' default since toolbox v3).
 
 Per tool the run writes a resumable checkpoint (network, optimiser, schedule, iteration, random states)
 every ``--checkpoint-every`` iterations, its final weights with the config and iteration count that
-produced them, and rows of a CSV log with the loss and the validation PSNR gain. When every requested
+produced them, rows of a CSV log with the loss and the validation PSNR gain, and TensorBoard events in
+``tensorboard/toolNN`` (:mod:`restore_gym.summaries`): the loss and learning rate of every iteration, the
+validation PSNR and gain. When every requested
 tool is done, ``toolbox.pt`` assembles them (tools not trained in this run come from ``--init``, which
 defaults to an untrained toolbox). With ``--warm-start`` the trained tools start from ``--init``'s
 weights instead of a fresh initialisation, to train them further. A fresh tool starts with its output
@@ -45,6 +47,7 @@ from restore_gym.parallel import run_in_processes
 from restore_gym.records import load_torch_file, remove_stale_temporaries, write_json_atomic
 from restore_gym.resumable import TrainingLog, check_config, config_changes, restore_rngs, rng_states
 from restore_gym.sources import resolve_source
+from restore_gym.summaries import TENSORBOARD_DIR, Scalars
 from restore_gym.tool_data import DrawConfig, sample_band_batch
 from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save, build_tool
 
@@ -239,26 +242,29 @@ def train_tool(
     log = _training_log(out_dir)
     began = time.perf_counter()
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{tag} {spec.name}", disable=not progress)
-    for iteration in bar:
-        lr = learning_rate(config, iteration, total)
-        batch = sample_band_batch(source, spec, config.batch_size, config.patch_size, rng, draw, config.augment,
-                                  prior)
-        loss_value = mse_step(model, optimizer, batch, lr, f"{tag} {spec.name}", iteration, device,
-                              config.grad_clip)
-        done = iteration + 1
-        if done % config.eval_every == 0 or done == total:
-            before, after = validation_gain(model, val_batch, device)
-            bar.set_postfix(loss=f"{loss_value:.5f}", gain=f"{after - before:+.2f} dB")
-            log.append({
-                "tool": spec.index + 1, "iteration": done, "loss": f"{loss_value:.6f}", "lr": f"{lr:.3g}",
-                "val_psnr_in": f"{before:.4f}", "val_psnr_out": f"{after:.4f}", "val_gain": f"{after - before:.4f}",
-                "seconds": f"{time.perf_counter() - began:.1f}",
-            })
-        if done % config.checkpoint_every == 0 and done < total:
-            atomic_torch_save({
-                "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "iteration": done, **rng_states(rng, ("numpy", "torch"), suffix="_rng"),
-            }, ckpt_path)
+    with Scalars(out_dir / TENSORBOARD_DIR / tag, purge_step=start + 1 if start else None) as scalars:
+        for iteration in bar:
+            lr = learning_rate(config, iteration, total)
+            batch = sample_band_batch(source, spec, config.batch_size, config.patch_size, rng, draw, config.augment,
+                                      prior)
+            loss_value = mse_step(model, optimizer, batch, lr, f"{tag} {spec.name}", iteration, device,
+                                  config.grad_clip)
+            done = iteration + 1
+            scalars.add(done, {"losses/mse": loss_value, "charts/learning_rate": lr})
+            if done % config.eval_every == 0 or done == total:
+                before, after = validation_gain(model, val_batch, device)
+                bar.set_postfix(loss=f"{loss_value:.5f}", gain=f"{after - before:+.2f} dB")
+                log.append({
+                    "tool": spec.index + 1, "iteration": done, "loss": f"{loss_value:.6f}", "lr": f"{lr:.3g}",
+                    "val_psnr_in": f"{before:.4f}", "val_psnr_out": f"{after:.4f}",
+                    "val_gain": f"{after - before:.4f}", "seconds": f"{time.perf_counter() - began:.1f}",
+                })
+                scalars.add(done, {"eval/psnr": after, "eval/psnr_gain": after - before})
+            if done % config.checkpoint_every == 0 and done < total:
+                atomic_torch_save({
+                    "config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "iteration": done, **rng_states(rng, ("numpy", "torch"), suffix="_rng"),
+                }, ckpt_path)
     atomic_torch_save({"config": asdict(config), "iterations": total, "state_dict": model.state_dict()}, final_path)
     ckpt_path.unlink(missing_ok=True)
     return model

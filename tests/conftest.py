@@ -27,6 +27,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_DIR = REPO_ROOT.parent / "shared" / "reference" / "rl-restore-official"
 
 
+def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the TensorBoard event files in ``folder`` as TensorBoard reads them (the steps a resumed
+    run purged are gone): tag -> [(step, value), ...] in the order written. Skips the test without tensorboard."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})  # 0: keep every value
+    events.Reload()
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
 def write_decompression_bomb(path: Path, side: int = 20_000) -> None:
     """A tiny PNG whose header claims ``side`` x ``side`` RGB pixels (Pillow refuses it as a decompression bomb)."""
 

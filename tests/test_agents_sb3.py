@@ -1,4 +1,5 @@
 import base64
+import csv
 import json
 import pickle
 import shutil
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import read_scalars
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import A2C
 from stable_baselines3.common.utils import LinearSchedule
@@ -60,7 +62,8 @@ def test_train_writes_a_run_that_load_policy_reproduces(toolbox, tmp_path, algo,
     model, record = train(algo, env_id, seed=3, timesteps=128, out=tmp_path, overrides=_tiny(algo),
                           toolbox=toolbox, eval_difficulty=eval_difficulty, optimizer_state=optimizer_state)
     assert model.num_timesteps >= 128 and record["training"]["timesteps"] == model.num_timesteps
-    assert {p.name for p in tmp_path.iterdir()} == {"config.yml", "progress.csv", "model.zip", "eval.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {"config.yml", "progress.csv", "model.zip", "eval.json",
+                                                    "tensorboard"}
     assert json.loads((tmp_path / "eval.json").read_text()) == json.loads(json.dumps(record))
     metrics = record["metrics"]
     assert record["difficulty"] == expected and record["patches"] == 164 and record["test_set"]["digest_matches"]
@@ -84,6 +87,19 @@ def test_train_writes_a_run_that_load_policy_reproduces(toolbox, tmp_path, algo,
     if algo == "a2c":  # the loaded policy scores exactly what train() recorded
         again = evaluate(NamedPolicy(f"sb3-{algo}", load_policy(tmp_path)), expected, toolbox)
         assert again["per_patch"] == record["per_patch"] and again["metrics"]["psnr"] == metrics["psnr"]
+
+
+def test_train_writes_sb3s_tensorboard_log_and_the_test_gain(toolbox, tmp_path):
+    model, record = train("dqn", seed=1, timesteps=160, out=tmp_path, overrides=_tiny("dqn"), toolbox=toolbox)
+    scalars = read_scalars(tmp_path / "tensorboard")
+    assert {"rollout/ep_rew_mean", "rollout/exploration_rate", "time/fps", "train/loss"} <= set(scalars)
+    gain = record["metrics"]["psnr_gain"]
+    assert scalars["eval/test_psnr_gain"] == [(model.num_timesteps, pytest.approx(gain, abs=1e-6))]
+    progress = [row for row in csv.DictReader((tmp_path / "progress.csv").open()) if row["rollout/ep_rew_mean"]]
+    # the same rows as progress.csv: SB3 writes each dump to both
+    assert [step for step, _ in scalars["rollout/ep_rew_mean"]] == [int(r["time/total_timesteps"]) for r in progress]
+    assert [v for _, v in scalars["rollout/ep_rew_mean"]] == pytest.approx(
+        [float(r["rollout/ep_rew_mean"]) for r in progress], rel=1e-6)
 
 
 def _step_and_state(policy, vec, obs):

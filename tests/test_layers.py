@@ -1,5 +1,6 @@
 """The package's shape: what importing a module loads, and that the built wheel works on its own."""
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -24,6 +25,13 @@ def test_modules_not_about_sb3_do_not_load_it():
     # Imported together in one interpreter: if all of them leave SB3 unloaded, so does each one alone.
     loaded = _loaded_after_import(", ".join(NOT_ABOUT_SB3))
     assert not {"stable_baselines3", "sb3_contrib"} & loaded
+
+
+def test_only_restore_gym_rllib_loads_ray():
+    # Ray is an optional extra: the library works without it, and loads it only where RLlib is used.
+    assert not {m for m in _loaded_after_import(", ".join(NOT_ABOUT_SB3)) if m.split(".")[0] == "ray"}
+    if importlib.util.find_spec("ray") is not None:
+        assert {"ray.rllib", "ray.tune"} <= _loaded_after_import("restore_gym.rllib")
 
 
 def test_the_library_never_loads_the_applications():

@@ -14,6 +14,7 @@ from agents import lstm_dqn, single_network
 from benchmarks import leaderboard as lb
 from benchmarks.leaderboard import aggregate, macs, store
 from benchmarks.leaderboard import sweep as lb_sweep
+from benchmarks.leaderboard.context import build_context
 from restore_gym.data import load_test_set
 from restore_gym.lstm_dqn import QNetwork
 from restore_gym.toolbox import TOOL_SPECS
@@ -147,7 +148,7 @@ def test_the_sweep_writes_every_output_atomically(sweeps):
     out = root / "out"
     folder = out / "leaderboard"
     for name in ("leaderboard.json", "leaderboard.csv", "runs.csv", "comparison.csv", "psnr.png", "tool_usage.png",
-                 "gallery.png"):
+                 "gallery.png", "performance_profiles.png", "training_curves.png"):
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
     assert not [p for p in out.rglob("*.tmp")]  # no temp file of an atomic write is left behind
     assert (folder / "psnr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -169,7 +170,8 @@ def test_the_sweep_writes_every_output_atomically(sweeps):
 
     markdown = (out / "leaderboard.md").read_text()
     assert "LIMITED RUN: only the first 4 patches" in markdown and "not deterministic" in markdown
-    assert markdown.count("| random | pretrained | 2 |") == 3 and "![PSNR per difficulty](leaderboard/psnr.png)" in markdown
+    assert markdown.count("| random | pretrained | 2 |") == 3
+    assert "![PSNR per difficulty](leaderboard/psnr.png)" in markdown
     assert "fewer than 3 training seeds for lstm-dqn, vdsr-s" in markdown
     rows = list(csv.DictReader((folder / "leaderboard.csv").open()))
     assert len(rows) == 6 * 3 and {r["patches"] for r in rows} == {"4"}
@@ -229,6 +231,58 @@ def test_the_paper_comparison_sets_each_toolchain_against_each_network(sweeps):
     markdown = (root / "out" / "leaderboard.md").read_text()
     assert "## The paper's comparison: toolchains against single networks" in markdown
     assert markdown.count("| lstm-dqn | vdsr-s |") == 3
+
+
+def _published_sweep(root: Path) -> tuple[lb_sweep.Sweep, aggregate.Results]:
+    """The smoke sweep of ``root`` as its outputs were published, and its results."""
+    config = smoke_config(root)
+    sweep = lb_sweep.Sweep(config, Path(config["out"]), build_context(config), None, None)
+    sweep.plan()
+    return sweep, aggregate.load_results(sweep)
+
+
+def test_performance_profiles_are_the_share_of_gains_above_each_threshold(sweeps):
+    root, report = sweeps[0]
+    sweep, results = _published_sweep(root)
+    profiles = aggregate.performance_profiles(sweep, results)
+    assert list(profiles) == DIFFICULTIES
+    rows = {(r["entry"], r["difficulty"]): r for r in report["rows"]}
+    for difficulty, entries in profiles.items():
+        assert [p["entry"] for p in entries] == [e.name for e in sweep.entries]
+        pooled = np.concatenate([aggregate._gains(results[p["entry"], difficulty]).ravel() for p in entries])
+        for profile in entries:
+            taus, share = np.array(profile["thresholds"]), np.array(profile["profile"])
+            assert [taus[0], taus[-1]] == pytest.approx(np.quantile(pooled, aggregate.PROFILE_RANGE).tolist())
+            assert len(taus) == aggregate.PROFILE_THRESHOLDS
+            gains = aggregate._gains(results[profile["entry"], difficulty])
+            assert share.tolist() == [(gains > tau).mean() for tau in taus]
+            low, high = np.array(profile["profile_ci"])
+            assert (low <= share + 1e-12).all() and (share <= high + 1e-12).all()
+            if len(rows[profile["entry"], difficulty]["seeds"]) == 1:  # nothing to resample
+                assert low.tolist() == high.tolist() == share.tolist()
+        stop = next(p for p in entries if p["entry"] == "stop")  # gains all zero: all above a negative tau only
+        assert stop["profile"] == [float(tau < 0) for tau in stop["thresholds"]]
+
+
+def test_training_curves_are_the_mean_log_over_seeds(sweeps):
+    root = sweeps[0][0]
+    sweep, _ = _published_sweep(root)
+    curves = {c["entry"]: c for c in aggregate.training_curves(sweep)}
+    assert list(curves) == ["lstm-dqn", "vdsr-s"]  # the learned entries of the smoke config
+    network = curves["vdsr-s"]
+    log = list(csv.DictReader((root / "runs" / "single" / "vdsr-s" / "seed0" / "log.csv").open()))
+    assert network["seeds"] == [0] and network["steps"] == [float(r["iteration"]) for r in log]
+    assert network["mean"] == [float(r["val_gain"]) for r in log] == network["ci"][0] == network["ci"][1]
+    agent = curves["lstm-dqn"]
+    assert agent["seeds"] == [0, 1] and agent["label"].startswith("agent steps; ")
+    logs = [list(csv.DictReader((root / "runs" / "lstm-dqn" / f"seed{s}" / "log.csv").open())) for s in (0, 1)]
+    steps = np.array(agent["steps"])
+    assert (np.diff(steps) > 0).all() and len(steps) >= 2
+    expected = np.mean([np.interp(steps, [float(r["step"]) for r in rows], [float(r["mean_psnr_gain"]) for r in rows])
+                        for rows in logs], axis=0)
+    assert agent["mean"] == pytest.approx(expected.tolist(), abs=1e-12)
+    low, high = np.array(agent["ci"])
+    assert (low <= expected + 1e-12).all() and (expected <= high + 1e-12).all() and (low < high).any()
 
 
 def test_two_sweeps_from_scratch_give_identical_numbers(sweeps):

@@ -66,6 +66,7 @@ def test_every_registered_kind_implements_the_protocol():
         assert kind.comparison_side in (None, "toolchain", "network") and kind.marker
         if kind.learned:
             assert kind.model_name and (kind.checkpoint_name is None or kind.progress_key), name
+            assert kind.log_name and all(kind.curve_columns) and "; " in kind.curve_label, name  # a training curve
         assert [e for e in entries if isinstance(e, kind)], f"the repository's config has no {name} entry"
     assert {e.comparison_side for e in entries} == {None, "toolchain", "network"}
 
@@ -92,6 +93,7 @@ def test_a_registered_kind_runs_through_the_sweep_with_no_other_edit(toy_kind, t
     run = json.loads((tmp_path / "out" / "leaderboard" / "runs" / "toy" / "moderate-seed1.json").read_text())
     assert run["inputs"]["spec"]["source"] == "builtin" and run["inputs"]["model"]
     assert "| toy | pretrained | 2 |" in (tmp_path / "out" / "leaderboard.md").read_text()
+    assert (tmp_path / "out" / "leaderboard" / "training_curves.png").is_file()  # a kind without a log: no curve
     assert lb.run_leaderboard(config, progress=False)["sweep"] == {"trained": 0, "evaluated": 0, "skipped": 2}
     with pytest.raises(lb.ConfigError, match=r"toy.yml: toys.seeds lists a seed twice"):
         lb.validate_config({"toys": {"seeds": [0, 0]}}, "toy.yml")

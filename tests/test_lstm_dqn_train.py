@@ -5,13 +5,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import leave_a_killed_run_then_fill_the_disk
+from conftest import leave_a_killed_run_then_fill_the_disk, read_scalars
 from torch import nn
 
 from agents.lstm_dqn import (
     AGENT_FILE,
     CHECKPOINT_FILE,
     LOG_FILE,
+    LOG_TAGS,
     PRESETS,
     Config,
     EpisodeCollector,
@@ -20,6 +21,7 @@ from agents.lstm_dqn import (
     build_parser,
     crossings,
     dqn_loss,
+    greedy_gain,
     learning_rate,
     linear_schedule,
     parse_overrides,
@@ -28,6 +30,9 @@ from agents.lstm_dqn import (
     td_targets,
     train,
 )
+from restore_gym import summaries
+from restore_gym.baselines import validation_set
+from restore_gym.data import to_nchw
 from restore_gym.engine import STOP
 from restore_gym.evaluation import evaluate
 from restore_gym.lstm_dqn import LSTMDQNPolicy, QNetwork, load_agent, load_pretrained_agent, toolbox_info
@@ -279,6 +284,45 @@ def test_resume_is_exact(trained, tmp_path, shift_toolbox):
     log = _log_without_speed(one_dir / LOG_FILE)
     assert log == _log_without_speed(two_dir / LOG_FILE)
     assert len(log) == cfg.total_timesteps // cfg.log_frequency and float(log[-1]["loss"]) > 0
+    one_curves, two_curves = read_scalars(one_dir / "tensorboard"), read_scalars(two_dir / "tensorboard")
+    # every step once in the resumed run's curves, with the values of the run in one go (speed aside)
+    assert {tag: curve for tag, curve in two_curves.items() if tag != "charts/SPS"} == \
+        {tag: curve for tag, curve in one_curves.items() if tag != "charts/SPS"}
+
+
+def test_tensorboard_holds_the_log_and_the_greedy_evaluation(trained, shift_toolbox):
+    out, network = trained
+    cfg = PRESETS["smoke"]
+    scalars = read_scalars(out / "tensorboard")
+    assert set(scalars) == {*LOG_TAGS, "eval/psnr_gain"}
+    assert {"charts/episodic_gain", "losses/td_loss", "charts/epsilon", "charts/SPS"} <= set(LOG_TAGS)
+    with open(out / LOG_FILE) as handle:
+        log = list(csv.DictReader(handle))
+    assert log[0]["loss"] == "nan"  # no update yet at the first row: left out of TensorBoard
+    for tag, column in zip(LOG_TAGS, ("mean_return", "mean_psnr_gain", "mean_length", "loss", "epsilon", "lr",
+                                      "steps_per_s")):
+        rows = [row for row in log if row[column] != "nan"]
+        assert [step for step, _ in scalars[tag]] == [int(row["step"]) for row in rows], tag
+        assert [value for _, value in scalars[tag]] == pytest.approx([float(row[column]) for row in rows],
+                                                                      rel=1e-5), tag  # the CSV's 6 digits
+    # the greedy agent on the validation patches after the step crossing eval_frequency and at the end
+    (middle, _), (end, final) = scalars["eval/psnr_gain"]
+    assert cfg.eval_frequency <= middle < cfg.eval_frequency + cfg.num_envs
+    assert end == torch.load(out / AGENT_FILE, weights_only=True)["global_step"]
+    patches = validation_set(cfg.difficulty, cfg.source, cfg.eval_patches)
+    gain = greedy_gain(network, shift_toolbox, to_nchw(patches.degraded), to_nchw(patches.clean))
+    assert final == pytest.approx(gain, abs=1e-6)
+
+
+def test_without_tensorboard_a_run_warns_and_trains_the_same(trained, tmp_path, shift_toolbox, monkeypatch):
+    monkeypatch.setattr(summaries, "tensorboard_available", lambda: False)
+    with pytest.warns(UserWarning, match="tensorboard is not installed"):
+        network = train(PRESETS["smoke"], tmp_path, shift_toolbox, progress=False)
+    assert not (tmp_path / "tensorboard").exists()
+    # the evaluations for TensorBoard left the run unchanged
+    for (name, a), b in zip(trained[1].state_dict().items(), network.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert _log_without_speed(tmp_path / LOG_FILE) == _log_without_speed(trained[0] / LOG_FILE)
 
 
 def test_a_fresh_run_starts_its_log_anew(trained, tmp_path, shift_toolbox):

@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import leave_a_killed_run_then_fill_the_disk
+from conftest import leave_a_killed_run_then_fill_the_disk, read_scalars
 
 from agents import single_network as sn
 from restore_gym import evaluation, networks
@@ -90,7 +90,7 @@ def trained(tmp_path_factory, smoke_config):
 
 def test_training_writes_its_files(trained, smoke_config):
     out, network = trained
-    assert {p.name for p in out.iterdir()} == {"config.json", "log.csv", "checkpoint.pt", "network.pt"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "log.csv", "checkpoint.pt", "network.pt", "tensorboard"}
     assert json.loads((out / "config.json").read_text())["arch"] == "vdsr-s"
     rows = list(csv.DictReader((out / "log.csv").open()))
     assert [int(r["iteration"]) for r in rows] == [2, 4]
@@ -99,6 +99,21 @@ def test_training_writes_its_files(trained, smoke_config):
     assert payload["iteration"] == 4 and payload["config"]["seed"] == smoke_config.seed
     for a, b in zip(loaded.state_dict().values(), network.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_tensorboard_holds_every_iteration_and_every_validation(trained):
+    out, _ = trained
+    scalars = read_scalars(out / "tensorboard")
+    assert set(scalars) == {"losses/mse", "charts/learning_rate", "eval/psnr", "eval/psnr_gain"}
+    assert [step for step, _ in scalars["losses/mse"]] == [step for step, _ in scalars["charts/learning_rate"]] \
+        == [1, 2, 3, 4]
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [step for step, _ in scalars["eval/psnr_gain"]] == [int(r["iteration"]) for r in rows]
+    assert [value for _, value in scalars["eval/psnr_gain"]] == pytest.approx([float(r["val_gain"]) for r in rows],
+                                                                               abs=1e-4)  # the CSV's 4 decimals
+    assert [value for _, value in scalars["eval/psnr"]] == pytest.approx([float(r["val_psnr_out"]) for r in rows],
+                                                                          abs=1e-4)
+    assert scalars["losses/mse"][-1][1] == pytest.approx(float(rows[-1]["loss"]), rel=1e-5)
 
 
 def test_an_interrupted_run_resumes_exactly(tmp_path, trained, smoke_config):
@@ -126,6 +141,8 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, trained, smoke_config):
     rows = list(csv.DictReader((tmp_path / "log.csv").open()))
     assert [r["iteration"] for r in rows] == ["2", "4"]
     assert float(rows[0]["seconds"]) <= round(checkpoint_seconds, 1) <= float(rows[1]["seconds"])
+    # the interrupted run logged iteration 3 after its checkpoint; the resumed run's curves hold it once
+    assert read_scalars(tmp_path / "tensorboard") == read_scalars(trained[0] / "tensorboard")
     with pytest.raises(FileNotFoundError, match="cannot resume: there is no"):
         sn.train(smoke_config, tmp_path / "elsewhere", resume=True, progress=False)
 

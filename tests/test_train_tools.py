@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import read_scalars
 
 from restore_gym import records
 from restore_gym import train_tools as tt
@@ -34,6 +35,16 @@ def test_training_runs_logs_resumes_and_assembles(tmp_path):
     assert {int(r["tool"]) for r in rows} == {1, 3}
     assert all(np.isfinite(float(r["val_gain"])) for r in rows)
     assert not list(tmp_path.glob("*.ckpt.pt")) and not list(tmp_path.glob("*.tmp"))
+    assert sorted(p.name for p in (tmp_path / "tensorboard").iterdir()) == ["tool01", "tool03"]
+    for tool in (1, 3):  # one folder of events per tool (tools may train in parallel processes)
+        scalars = read_scalars(tmp_path / "tensorboard" / f"tool{tool:02d}")
+        assert set(scalars) == {"losses/mse", "charts/learning_rate", "eval/psnr", "eval/psnr_gain"}
+        iterations = config.small_iterations if TOOL_SPECS[tool - 1].size == "small" else config.large_iterations
+        assert [step for step, _ in scalars["losses/mse"]] == list(range(1, iterations + 1))
+        mine = [r for r in rows if int(r["tool"]) == tool]
+        assert [step for step, _ in scalars["eval/psnr_gain"]] == [int(r["iteration"]) for r in mine]
+        assert [v for _, v in scalars["eval/psnr_gain"]] == pytest.approx([float(r["val_gain"]) for r in mine],
+                                                                           abs=1e-4)
     untrained = Toolbox()
     for i in (0, 2):
         trained = dict(toolbox.tools[i].named_parameters())
@@ -67,6 +78,12 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, monkeypatch)
     resumed = tt.train_tool(spec, source, source, tmp_path / "cut", config, cpu, progress=False)
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
+    # the cut run logged its last iteration after its last checkpoint; the resumed curves hold it once
+    cut, whole = (read_scalars(tmp_path / run / "tensorboard" / "tool01") for run in ("cut", "full"))
+    assert {tag: [s for s, _ in curve] for tag, curve in cut.items()} == \
+        {tag: [s for s, _ in curve] for tag, curve in whole.items()}
+    for tag, curve in whole.items():
+        assert [v for _, v in cut[tag]] == pytest.approx([v for _, v in curve], rel=1e-5), tag
 
 
 def test_warm_start_continues_from_the_init_toolbox(tmp_path):

@@ -9,6 +9,10 @@ The paper's comparison (:func:`paper_comparison`): every toolchain agent against
 difficulty (the kinds' ``comparison_side``), by the difference of mean PSNR and rliable's probability of
 improvement (intervals from a bootstrap over the test patches, paired, and the training seeds) and by
 multiply-adds per patch.
+
+For the plots: every entry's performance profile per difficulty (:func:`performance_profiles`, rliable's score
+distribution of the gains over test patches and seeds) and every learned entry's training curve
+(:func:`training_curves`, the mean gain over seeds against training steps).
 """
 
 from __future__ import annotations
@@ -17,9 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.leaderboard.kinds import LearnedEntry
 from benchmarks.leaderboard.kinds.baseline import ORACLE, BaselineEntry
 from benchmarks.leaderboard.sweep import Sweep
-from benchmarks.stats import compare, summarize
+from benchmarks.stats import compare, interval_estimates, performance_profile, run_means, summarize
+
+PROFILE_THRESHOLDS = 121  # thresholds of a performance profile, evenly over PROFILE_RANGE
+# The quantiles of every entry's gains pooled that the thresholds span: the random baseline's long tail of losses
+# (down to -27 dB) and the few largest gains would leave the entries' differences a sliver of the plot.
+PROFILE_RANGE = (0.05, 0.99)
+CURVE_POINTS = 200  # at most, per training curve
 
 Results = dict[tuple[str, str], list[dict[str, Any]]]  # per (entry, difficulty): its stored results, by seed
 
@@ -119,4 +130,57 @@ def paper_comparison(sweep: Sweep, results: Results) -> list[dict[str, Any]]:
                 "toolchain_macs_per_patch": chain_macs, "network_macs_per_patch": network_macs,
                 "macs_share": chain_macs / network_macs, "verdict": _verdict(*comparison["difference_ci"]),
             })
+    return records
+
+
+def _gains(runs: list[dict[str, Any]]) -> np.ndarray:
+    per_patch = [run["report"]["per_patch"] for run in runs]
+    return np.array([p["psnr"] for p in per_patch]) - np.array([p["psnr_input"] for p in per_patch])
+
+
+def performance_profiles(sweep: Sweep, results: Results) -> dict[str, list[dict[str, Any]]]:
+    """Per difficulty, every entry's performance profile of its PSNR gains (seeds x test patches; thresholds
+    spanning PROFILE_RANGE of every entry's gains on that difficulty pooled) with its bootstrap interval over
+    seeds: a list of ``{"entry", "kind", **performance_profile}``."""
+    options = {k: sweep.config["stats"][k] for k in ("reps", "confidence", "seed", "task_bootstrap")}
+    profiles = {}
+    for difficulty in sweep.config["difficulties"]:
+        gains = [(entry, _gains(results[entry.name, difficulty])) for entry in sweep.entries
+                 if results[entry.name, difficulty]]
+        if not gains:
+            continue
+        pooled = np.concatenate([g.ravel() for _, g in gains])
+        thresholds = np.linspace(*np.quantile(pooled, PROFILE_RANGE), PROFILE_THRESHOLDS)
+        profiles[difficulty] = [{"entry": entry.name, "kind": entry.kind,
+                                 **performance_profile(g, thresholds, **options)} for entry, g in gains]
+    return profiles
+
+
+def _common_steps(curves: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The steps logged by any seed inside the range every seed covers, at most CURVE_POINTS of them, evenly
+    picked."""
+    low, high = max(steps[0] for steps, _ in curves), min(steps[-1] for steps, _ in curves)
+    steps = np.unique(np.concatenate([s[(s >= low) & (s <= high)] for s, _ in curves]))
+    return steps[np.unique(np.linspace(0, len(steps) - 1, min(len(steps), CURVE_POINTS)).round().astype(int))]
+
+
+def training_curves(sweep: Sweep) -> list[dict[str, Any]]:
+    """Every learned entry's training curve from its seeds' logs: the gain interpolated at common steps, its mean
+    over seeds and the bootstrap interval of that mean (over seeds, at each step); one record per entry with a
+    log, ``{"entry", "kind", "label", "seeds", "steps", "mean", "ci"}``."""
+    stats = sweep.config["stats"]
+    records = []
+    for entry in sweep.entries:
+        if not isinstance(entry, LearnedEntry):
+            continue
+        logged = {seed: entry.training_curve(sweep.ctx, seed) for seed in entry.seeds
+                  if (entry.name, seed) not in sweep.untrained}
+        logged = {seed: curve for seed, curve in logged.items() if curve is not None and len(curve[0])}
+        if not logged:
+            continue
+        steps = _common_steps(list(logged.values()))
+        matrix = np.array([np.interp(steps, s, g) for s, g in logged.values()])
+        mean, low, high = interval_estimates(matrix, run_means, stats["reps"], stats["confidence"], stats["seed"])
+        records.append({"entry": entry.name, "kind": entry.kind, "label": entry.curve_label, "seeds": list(logged),
+                        "steps": steps.tolist(), "mean": mean.tolist(), "ci": [low.tolist(), high.tolist()]})
     return records

@@ -17,8 +17,8 @@ Every (entry, difficulty, seed) evaluation is written atomically to ``OUT/leader
 digest, patch limit, toolbox and model digests); a rerun skips the evaluations whose file exists with the
 same fingerprint, so an interrupted sweep resumes where it stopped. The aggregates are then rebuilt from
 those files: ``OUT/leaderboard.md`` and, in ``OUT/leaderboard/``, ``leaderboard.json`` (with provenance),
-``leaderboard.csv``, ``runs.csv``, ``comparison.csv`` and the plots ``psnr.png``, ``tool_usage.png`` and
-``gallery.png``.
+``leaderboard.csv``, ``runs.csv``, ``comparison.csv`` and the plots ``psnr.png``, ``tool_usage.png``,
+``gallery.png``, ``performance_profiles.png`` and ``training_curves.png``.
 
 Per entry and difficulty: PSNR as the mean with its 95% stratified-bootstrap confidence interval over
 training seeds and the interquartile mean (:mod:`benchmarks.stats`; tasks are test patches, runs are

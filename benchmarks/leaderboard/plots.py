@@ -1,6 +1,8 @@
 """The leaderboard's plots, written atomically as PNG: PSNR per difficulty with its intervals
-(:func:`plot_psnr`), the share of patches applying each tool at each step (:func:`plot_tool_usage`) and a
-gallery of restored test patches with their toolchains (:func:`plot_gallery`). Matplotlib runs headless (Agg)."""
+(:func:`plot_psnr`), the share of patches applying each tool at each step (:func:`plot_tool_usage`), a
+gallery of restored test patches with their toolchains (:func:`plot_gallery`), rliable's performance profiles
+of the gains over test patches (:func:`plot_performance_profiles`) and the learned entries' training curves
+(:func:`plot_training_curves`). Matplotlib runs headless (Agg)."""
 
 from __future__ import annotations
 
@@ -33,10 +35,16 @@ def _save_figure(fig: Any, path: Path) -> None:
     _pyplot().close(fig)
 
 
+def entry_colours(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The colour of every entry in every plot, by its first appearance in ``rows`` (one of ten colours)."""
+    return {entry: f"C{k % 10}" for k, entry in enumerate(dict.fromkeys(row["entry"] for row in rows))}
+
+
 def plot_psnr(rows: list[dict[str, Any]], difficulties: list[str], confidence: float, path: Path) -> None:
     """PSNR per difficulty, one marker per entry with its ``confidence`` interval."""
     plt = _pyplot()
-    entries = list(dict.fromkeys(row["entry"] for row in rows))
+    colours = entry_colours(rows)
+    entries = list(colours)
     fig, ax = plt.subplots(figsize=(2.2 + 2.4 * len(difficulties), 4.5))
     width = 0.8 / max(len(entries), 1)
     for k, entry in enumerate(entries):
@@ -49,12 +57,61 @@ def plot_psnr(rows: list[dict[str, Any]], difficulties: list[str], confidence: f
                            for point in points]).T
         # toolchain agents square, networks triangles: entries sharing one of the ten colours stay apart
         kind = next(row["kind"] for row in rows if row["entry"] == entry)
-        ax.errorbar(x, means, yerr=errors, fmt=KINDS[kind].marker, color=f"C{k % 10}", capsize=3, label=entry)
+        ax.errorbar(x, means, yerr=errors, fmt=KINDS[kind].marker, color=colours[entry], capsize=3, label=entry)
     ax.set_xticks(np.arange(len(difficulties)), difficulties)
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(f"PSNR per difficulty (mean, {round(100 * confidence)}% CI over seeds)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    _save_figure(fig, path)
+
+
+def plot_performance_profiles(profiles: dict[str, list[dict[str, Any]]], colours: dict[str, str], confidence: float,
+                              path: Path) -> None:
+    """One panel per difficulty: every entry's share of (seed, test patch) gains above each threshold, with its
+    ``confidence`` interval over seeds as a band (each kind's ``line``: networks dashed, baselines dotted)."""
+    plt = _pyplot()
+    difficulties = list(profiles) or ["(no results)"]
+    fig, axes = plt.subplots(1, len(difficulties), squeeze=False, figsize=(4.2 * len(difficulties), 4.2))
+    for ax, difficulty in zip(axes[0], difficulties):
+        for profile in profiles.get(difficulty, []):
+            colour = colours.get(profile["entry"], "C0")
+            ax.plot(profile["thresholds"], profile["profile"], KINDS[profile["kind"]].line, color=colour,
+                    linewidth=1.3, label=profile["entry"])
+            ax.fill_between(profile["thresholds"], *profile["profile_ci"], color=colour, alpha=0.2, linewidth=0)
+        ax.set_title(difficulty, fontsize=10)
+        ax.set_xlabel("PSNR gain over the input, tau (dB)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("share of (seed, test patch) gains > tau")
+    axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.suptitle(f"Performance profiles over the test patches (rliable's score distributions, "
+                 f"{round(100 * confidence)}% CI over seeds)", fontsize=10)
+    _save_figure(fig, path)
+
+
+def plot_training_curves(curves: list[dict[str, Any]], colours: dict[str, str], confidence: float,
+                         path: Path) -> None:
+    """One panel per learned entry: its gain against training steps, the mean over seeds with its ``confidence``
+    interval as a band (each kind's log says what its steps and gain are: the panel's labels)."""
+    plt = _pyplot()
+    columns = min(3, max(len(curves), 1))
+    rows = max(1, -(-len(curves) // columns))
+    fig, axes = plt.subplots(rows, columns, squeeze=False, figsize=(4.4 * columns, 3.2 * rows))
+    for ax in axes.flat[len(curves):]:
+        ax.axis("off")
+    for ax, curve in zip(axes.flat, curves):
+        colour = colours.get(curve["entry"], "C0")
+        ax.plot(curve["steps"], curve["mean"], color=colour, linewidth=1.3)
+        ax.fill_between(curve["steps"], *curve["ci"], color=colour, alpha=0.25, linewidth=0)
+        unit, _, gain = curve["label"].partition("; ")
+        seeds = len(curve["seeds"])
+        ax.set_title(f"{curve['entry']} ({seeds} seed{'s' * (seeds > 1)})\n{gain}", fontsize=8)
+        ax.set_xlabel(unit, fontsize=8)
+        ax.set_ylabel("PSNR gain (dB)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Training curves: mean over seeds, {round(100 * confidence)}% CI", fontsize=10)
+    fig.tight_layout()
     _save_figure(fig, path)
 
 

@@ -1,14 +1,27 @@
 """The outputs of a sweep, rebuilt from its stored results and written atomically: ``OUT/leaderboard.md`` and, in
 ``OUT/leaderboard/``, ``leaderboard.json`` (the config, the entries, rows, comparison and provenance),
-``leaderboard.csv``, ``runs.csv``, ``comparison.csv`` and the plots ``psnr.png``, ``tool_usage.png`` and
-``gallery.png``."""
+``leaderboard.csv``, ``runs.csv``, ``comparison.csv`` and the plots ``psnr.png``, ``tool_usage.png``,
+``gallery.png``, ``performance_profiles.png`` and ``training_curves.png``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.leaderboard.aggregate import build_rows, load_results, paper_comparison
-from benchmarks.leaderboard.plots import plot_gallery, plot_psnr, plot_tool_usage
+from benchmarks.leaderboard.aggregate import (
+    build_rows,
+    load_results,
+    paper_comparison,
+    performance_profiles,
+    training_curves,
+)
+from benchmarks.leaderboard.plots import (
+    entry_colours,
+    plot_gallery,
+    plot_performance_profiles,
+    plot_psnr,
+    plot_tool_usage,
+    plot_training_curves,
+)
 from benchmarks.leaderboard.sweep import Sweep
 from benchmarks.leaderboard.tables import (
     COMPARISON_COLUMNS,
@@ -62,8 +75,12 @@ def write_outputs(sweep: Sweep, counts: dict[str, int]) -> dict[str, Any]:
     write_text_atomic(folder / "runs.csv", csv_text(RUN_COLUMNS, run_records(results)))
     write_text_atomic(folder / "comparison.csv",
                       csv_text(COMPARISON_COLUMNS, [comparison_record(r) for r in comparison]))
-    plot_psnr(rows, sweep.config["difficulties"], sweep.config["stats"]["confidence"], folder / "psnr.png")
+    confidence, colours = sweep.config["stats"]["confidence"], entry_colours(rows)
+    plot_psnr(rows, sweep.config["difficulties"], confidence, folder / "psnr.png")
     plot_tool_usage(rows, sweep.config["difficulties"], folder / "tool_usage.png")
     plot_gallery(sweep, results, folder / "gallery.png")
+    plot_performance_profiles(performance_profiles(sweep, results), colours, confidence,
+                              folder / "performance_profiles.png")
+    plot_training_curves(training_curves(sweep), colours, confidence, folder / "training_curves.png")
     write_text_atomic(sweep.out / "leaderboard.md", markdown(sweep, rows, comparison, header))
     return report

@@ -26,7 +26,9 @@ COMPARISON_COLUMNS = ("difficulty", "toolchain", "network", "toolchain_psnr", "n
                       "toolchain_parameters", "network_parameters", "toolchain_macs_per_patch",
                       "network_macs_per_patch", "macs_share", "verdict")
 PLOTS = (("PSNR per difficulty", "psnr.png"), ("Tool usage per step", "tool_usage.png"),
-         ("Restored patches and their toolchains", "gallery.png"))
+         ("Restored patches and their toolchains", "gallery.png"),
+         ("Performance profiles over the test patches", "performance_profiles.png"),
+         ("Training curves of the learned entries", "training_curves.png"))
 
 
 def csv_text(columns: Sequence[str], records: list[dict[str, Any]]) -> str:

@@ -10,22 +10,27 @@ runs: None for the sweep's). The kind says
   estimated cost (:meth:`Entry.eval_cost`);
 - what a result depends on besides the test set: :meth:`Entry.fingerprint_spec`, the toolbox's
   fingerprint and :meth:`Entry.model_digest`;
-- where it appears: ``marker`` of the PSNR plot, ``comparison_side`` in the paper's comparison.
+- where it appears: ``marker`` of the PSNR plot, ``line`` of the performance profiles, ``comparison_side`` in
+  the paper's comparison.
 
 Kinds whose entries are trained by the sweep derive from :class:`LearnedEntry`, which adds the model file
 (``model_name``), whether a seed is trained (:meth:`LearnedEntry.check_model`), the training schedule (for the
 cost estimate and the progress bar) and the training itself (:meth:`LearnedEntry.fit`), resumed from
-``checkpoint_name`` when the kind keeps one.
+``checkpoint_name`` when the kind keeps one, and the training curve read from its CSV log (``log_name``,
+``curve_columns``, ``curve_label``; :meth:`LearnedEntry.training_curve`).
 """
 
 from __future__ import annotations
 
+import csv
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from benchmarks.leaderboard.context import Context
@@ -67,6 +72,7 @@ class Entry(ABC):
     uses_training_source: ClassVar[bool] = False  # whether results depend on the sweep's training images
     eval_seconds_per_patch: ClassVar[float] = EVAL_SECONDS_PER_PATCH
     marker: ClassVar[str] = "o"
+    line: ClassVar[str] = "-"
     comparison_side: ClassVar[str | None] = None  # "toolchain" or "network" in the paper's comparison
 
     @classmethod
@@ -133,6 +139,9 @@ class LearnedEntry(Entry):
     model_name: ClassVar[str]  # the trained model in the run folder
     checkpoint_name: ClassVar[str | None] = None  # the training checkpoint (None: the training never resumes)
     progress_key: ClassVar[str] = ""  # the checkpoint's count of training units done
+    log_name: ClassVar[str | None] = None  # the CSV training log in the run folder (None: no training curve)
+    curve_columns: ClassVar[tuple[str, str]] = ("", "")  # its columns of the training curve: steps, gain in dB
+    curve_label: ClassVar[str] = ""  # "STEPS; GAIN": what the curve's steps and gain are
 
     @abstractmethod
     def check_model(self, ctx: Context, seed: int, path: Path) -> bool:
@@ -163,6 +172,19 @@ class LearnedEntry(Entry):
     def model_digest(self, ctx: Context, seed: int) -> str | None:
         path = self.model_file(ctx, seed)
         return file_sha256(path) if path.is_file() else None
+
+    def training_curve(self, ctx: Context, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Steps and gain (dB) of the training log of ``seed``, in the order logged, without the rows whose gain is
+        empty or not finite (no episode finished yet); None when the kind keeps no log or the run folder holds
+        none."""
+        if self.log_name is None or not (path := self.run_dir(ctx, seed) / self.log_name).is_file():
+            return None
+        step_column, gain_column = self.curve_columns
+        with path.open(newline="") as handle:
+            rows = [(float(row[step_column]), float(row[gain_column])) for row in csv.DictReader(handle)
+                    if row.get(gain_column)]
+        points = np.array([point for point in rows if math.isfinite(point[1])]).reshape(-1, 2)
+        return points[:, 0], points[:, 1]
 
     def trained(self, ctx: Context, seed: int) -> bool:
         """Whether the model of ``seed`` exists and is trained to the end (see :meth:`check_model`)."""

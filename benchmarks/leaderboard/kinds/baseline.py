@@ -25,6 +25,7 @@ class BaselineEntry(Entry):
 
     kind = "baseline"
     section = "baselines"
+    line = ":"
     keys: ClassVar[dict[str, Any]] = {"names": list(BASELINES), "seeds": DEFAULT_SEEDS,
                                       "validation_size": VALIDATION_SIZE}
 

@@ -40,6 +40,9 @@ class LstmDqnEntry(LearnedEntry):
     model_name = lstm_dqn.AGENT_FILE
     checkpoint_name = lstm_dqn.CHECKPOINT_FILE
     progress_key = "global_step"
+    log_name = lstm_dqn.LOG_FILE
+    curve_columns = ("step", "mean_psnr_gain")
+    curve_label = f"agent steps; gain of the latest {lstm_dqn.RECENT_EPISODES} training episodes (epsilon-greedy)"
     marker = "s"
     comparison_side = "toolchain"
 

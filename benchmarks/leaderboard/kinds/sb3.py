@@ -41,6 +41,9 @@ class Sb3Entry(LearnedEntry):
     keys: ClassVar[dict[str, Any]] = {"algo": None, "name": None, "seeds": DEFAULT_SEEDS, "timesteps": None,
                                       "hyperparams": None, "env": "RLRestore-v0"}
     model_name = MODEL_FILE
+    log_name = "progress.csv"  # SB3's CSV log
+    curve_columns = ("time/total_timesteps", "rollout/ep_rew_mean")
+    curve_label = "timesteps; return (the PSNR gain) of the latest 100 training episodes"
     marker = "s"
 
     @classmethod

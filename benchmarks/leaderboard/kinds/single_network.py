@@ -28,8 +28,12 @@ class SingleNetworkEntry(LearnedEntry):
     model_name = single_network.NETWORK_FILE
     checkpoint_name = single_network.CHECKPOINT_FILE
     progress_key = "iteration"
+    log_name = single_network.LOG_FILE
+    curve_columns = ("iteration", "val_gain")
+    curve_label = "iterations; gain on the validation patches (train split)"
     eval_seconds_per_patch = 0.05
     marker = "^"
+    line = "--"
     comparison_side = "network"
 
     @classmethod
