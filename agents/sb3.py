@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import copy
 import inspect
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -46,7 +45,7 @@ from restore_gym.allocator import retain_freed_memory
 from restore_gym.baselines import NamedPolicy
 from restore_gym.degrade import DIFFICULTIES, check_difficulty
 from restore_gym.deprecation import moved_module
-from restore_gym.evaluation import evaluate
+from restore_gym.evaluation import evaluate, format_summary
 from restore_gym.joint import JointConfig, JointTrainer
 from restore_gym.records import write_atomic, write_json_atomic, write_text_atomic
 from restore_gym.sb3 import RLRestoreSB3VecEnv
@@ -332,8 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     retain_freed_memory()
     _, record = train(args.algo, args.env, args.seed, args.timesteps, out=args.out, hyperparams=args.hyperparams,
                       toolbox=args.toolbox, device=args.device, eval_difficulty=args.eval_difficulty, verbose=1)
-    summary = {key: record[key] for key in ("difficulty", "psnr_input", "psnr", "gain", "chain_length")}
-    print(json.dumps(summary, indent=2))
+    print(format_summary(record))
     return 0
 
 

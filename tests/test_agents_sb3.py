@@ -89,6 +89,15 @@ def test_train_writes_a_run_that_load_policy_reproduces(toolbox, tmp_path, algo,
         assert again["per_patch"] == record["per_patch"] and again["metrics"]["psnr"] == metrics["psnr"]
 
 
+def test_the_command_line_trains_evaluates_and_prints_the_summary(tmp_path, capsys):
+    from agents import sb3
+
+    assert sb3.main(["--algo", "a2c", "--timesteps", "40", "--out", str(tmp_path), "--eval-difficulty", "mild"]) == 0
+    record = json.loads((tmp_path / "eval.json").read_text())
+    printed = capsys.readouterr().out
+    assert "mild" in printed and f"{record['metrics']['psnr']:.3f}" in printed
+
+
 def test_train_writes_sb3s_tensorboard_log_and_the_test_gain(toolbox, tmp_path):
     model, record = train("dqn", seed=1, timesteps=160, out=tmp_path, overrides=_tiny("dqn"), toolbox=toolbox)
     scalars = read_scalars(tmp_path / "tensorboard")
