@@ -124,7 +124,7 @@ class Sweep:
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}")
         trainings = [job for job in jobs if job.kind == "train"]
         evaluations = [job for job in jobs if job.kind == "evaluate"]
-        if self.ray is not None:
+        if self.ray is not None and jobs:  # (with nothing to run, no Ray instance is started)
             from benchmarks.leaderboard.ray_sweep import run_on_ray  # Ray is an optional extra
 
             run_on_ray(self, jobs, bar, self.ray)
