@@ -1,4 +1,5 @@
-# Quick start: `make demo` sets everything up and runs the main job; `make test` runs the test suite.
+# Quick start: `make demo` sets everything up and runs the main job; `make test` runs the test suite (setup
+# installs the dev and ray extras, so the leaderboard's sweep on Ray is tested too).
 PYTHON ?= python3
 VENV ?= .venv
 VENV_FLAGS ?=
@@ -14,7 +15,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[dev,training]"
+	$(PY) -m pip install --quiet -e ".[dev,training,ray]"
 	touch $@
 
 demo: setup

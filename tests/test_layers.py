@@ -39,6 +39,11 @@ def test_the_library_never_loads_the_applications():
     assert not {m for m in loaded if m.split(".")[0] in ("agents", "benchmarks")}
 
 
+def test_the_leaderboard_loads_ray_only_to_run_on_it():
+    # Ray is an optional extra: the leaderboard imports it when a sweep runs with --ray, not before
+    assert "ray" not in _loaded_after_import("benchmarks.leaderboard")
+
+
 WHEEL_CHECK = textwrap.dedent("""
     import json, subprocess, sys
     import gymnasium as gym

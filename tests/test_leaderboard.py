@@ -579,3 +579,81 @@ def test_track_entry_names_must_not_collide():
     with pytest.raises(lb.ConfigError, match="stop-a appear twice"):
         lb.validate_config({"sb3": [{"algo": "dqn", "name": "stop-a"}],
                             "tracks": {"a": {"toolbox": "joint", "baselines": {"names": ["stop"]}}}})
+# ---- the sweep on Ray ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_sweep(tmp_path_factory):
+    """The smoke leaderboard from scratch as Ray tasks on a local instance of 2 CPUs, the run folders travelling
+    between the driver and the tasks (as on a cluster without shared storage); its root, report and bar."""
+    pytest.importorskip("ray")
+    root = tmp_path_factory.mktemp("ray")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lb_sweep, "tqdm", RecordingBar)
+        patch.setattr(RecordingBar, "bars", [])
+        report = lb.run_leaderboard(smoke_config(root), progress=True,
+                                    ray=lb_sweep.RayOptions(cpus=2, shared_runs=False))
+        (bar,) = RecordingBar.bars
+    return root, report, bar
+
+
+def test_a_sweep_on_ray_gives_the_serial_sweeps_numbers_and_files_and_one_progress_bar(sweeps, ray_sweep):
+    (serial_root, serial), (root, report, bar) = sweeps[0], ray_sweep
+    assert report["sweep"] == serial["sweep"] == {"trained": 3, "evaluated": 24, "skipped": 0}
+    assert [(r["entry"], r["difficulty"], r["metrics"], r["tool_usage_per_step"]) for r in report["rows"]] == \
+        [(r["entry"], r["difficulty"], r["metrics"], r["tool_usage_per_step"]) for r in serial["rows"]]
+    assert report["comparison"] == serial["comparison"]
+    # every result holds the fingerprint of the serial one: same inputs, the same model files
+    results, serial_results = root / "out" / "leaderboard" / "runs", serial_root / "out" / "leaderboard" / "runs"
+    names = sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.is_file())
+    assert names == sorted(str(p.relative_to(serial_results)) for p in serial_results.rglob("*") if p.is_file())
+    for name in (n for n in names if n.endswith(".json")):
+        assert json.loads((results / name).read_text())["fingerprint"] == \
+            json.loads((serial_results / name).read_text())["fingerprint"], name
+    # the trained models came back to the driver's runs folder, checkpoints too (a run may be extended later)
+    for run in ("lstm-dqn/seed0", "lstm-dqn/seed1", "single/vdsr-s/seed0"):
+        assert {p.name for p in (root / "runs" / run).iterdir()} == \
+            {p.name for p in (serial_root / "runs" / run).iterdir()}, run
+    assert not list(root.rglob("*.tmp"))
+    assert sum(bar.updates) == pytest.approx(bar.total, abs=1e-3)
+    assert len([u for u in bar.updates if u > 0]) > 27  # the trainings told the bar as they went
+
+
+def test_a_sweep_on_ray_resumes_as_the_serial_one_training_in_the_shared_runs_folder(sweeps, ray_sweep, capsys):
+    root = ray_sweep[0]
+    results = root / "out" / "leaderboard" / "runs"
+    (root / "runs" / "single" / "vdsr-s" / "seed0" / "network.pt").unlink()  # its checkpoint stays: resumed
+    (results / "stop" / "severe-seed0.json").unlink()
+    kept = {name: mtime for name, mtime in _mtimes(results).items() if not name.startswith("vdsr-s")}
+    config = root / "smoke.yml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load(SMOKE.read_text()), "runs": str(root / "runs"),
+                                      "out": str(root / "out")}))
+    assert lb.main(["--config", str(config), "--ray", "--jobs", "2", "--no-progress"]) == 0
+    assert "1 trainings, 4 evaluations run; 20 finished results kept" in capsys.readouterr().out
+    assert {name: mtime for name, mtime in _mtimes(results).items() if name in kept} == \
+        {name: mtime for name, mtime in kept.items() if name != "stop/severe-seed0.json"}
+    report = json.loads((root / "out" / "leaderboard" / "leaderboard.json").read_text())
+    assert [r["metrics"] for r in report["rows"]] == [r["metrics"] for r in sweeps[0][1]["rows"]]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--storage", "/shared/runs"], "--storage is the runs folder of a Ray cluster: give it with --ray ADDRESS"),
+    (["--ray", "--storage", "/shared/runs"], "on this machine the runs folder (--runs) is shared already"),
+    (["--ray", "head:6379", "--storage", "/a", "--runs", "/b"], "give --storage or --runs, not both"),
+    (["--ray", "head:6379", "--jobs", "2"], "--jobs sets the tasks run at once by a Ray instance on this machine"),
+    (["--ray", "--device", "cuda:1"], "on Ray, name the device cuda, not cuda:1"),
+    (["--ray", "--gpus-per-task", "0"], "GPUs per Ray task must be more than 0"),
+])
+def test_bad_ray_arguments_are_refused_with_a_clear_message(argv, message, capsys):
+    if "cuda:1" in argv and torch.cuda.device_count() > 1:
+        pytest.skip("cuda:1 exists here")
+    with pytest.raises(SystemExit) as exit_info:
+        lb.main(["--config", str(SMOKE), *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_ray_tasks_asking_for_more_than_any_node_has_are_an_error(tmp_path):
+    pytest.importorskip("ray")
+    with pytest.raises(RuntimeError, match=r"each Ray task asks for 3 CPU\(s\) and 0 GPU\(s\), which no node of "
+                                           r"the Ray cluster has \(its nodes: 2 CPU and 0 GPU\)"):
+        lb.run_leaderboard(smoke_config(tmp_path), progress=False, ray=lb_sweep.RayOptions(cpus=2, threads=3))

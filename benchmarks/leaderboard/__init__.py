@@ -3,8 +3,9 @@
 
 Modules, one job each: ``config`` (the YAML config), ``kinds`` (one adapter per kind of entry, and their
 registry), ``context`` (what a sweep's entries share), ``store`` (result files and their fingerprints),
-``sweep`` (planning and running the jobs), ``aggregate`` (statistics and the paper's comparison), ``tables``
-(CSV and Markdown), ``plots``, ``publish`` (writing the outputs), ``run`` (one whole run) and ``cli``.
+``sweep`` (planning and running the jobs), ``ray_sweep`` (the jobs as Ray tasks), ``aggregate`` (statistics
+and the paper's comparison), ``tables`` (CSV and Markdown), ``plots``, ``publish`` (writing the outputs), ``run``
+(one whole run) and ``cli``.
 """
 
 from benchmarks.leaderboard.checks import ConfigError

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,14 @@ from restore_gym.records import write_json_atomic, write_npz_atomic
 from restore_gym.toolbox import Toolbox
 
 RESULT_FORMAT = 1
+
+
+@dataclass
+class StoredResult:
+    """What one evaluation writes: the result file's JSON and, for a gallery run, its restored patches."""
+
+    record: dict[str, Any]
+    gallery: dict[str, np.ndarray] | None  # "indices" and "images" of the ``.npz`` beside the result file
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:
@@ -85,22 +94,34 @@ class ResultStore:
             return False
         return self.gallery(entry, difficulty, seed) is None or path.with_suffix(".npz").is_file()
 
-    def evaluate(self, entry: Entry, difficulty: str, seed: int) -> None:
-        """Evaluate one (entry, difficulty, seed) and write its result file (and gallery images)."""
+    def compute(self, entry: Entry, difficulty: str, seed: int) -> StoredResult:
+        """Evaluate one (entry, difficulty, seed): the result file's contents and its gallery images, unwritten
+        (a Ray task computes them, the driver writes them)."""
         inputs = self.inputs(entry, difficulty, seed)
         outcome = entry.evaluate(self.ctx, self.toolbox(entry), difficulty, seed)
-        path = self.path(entry, difficulty, seed)
         indices = self.gallery(entry, difficulty, seed)
+        gallery = None
         if indices is not None:
             images = np.round(np.clip(outcome.evaluation.images[indices], 0.0, 1.0) * 255.0).astype(np.uint8)
-            write_npz_atomic(path.with_suffix(".npz"), indices=np.array(indices), images=images)
-        write_json_atomic(path, {
+            gallery = {"indices": np.array(indices), "images": images}
+        return StoredResult({
             "format": RESULT_FORMAT, "entry": entry.name, "kind": entry.kind, "seed": seed,
             "difficulty": difficulty, "fingerprint": fingerprint(inputs), "inputs": inputs,
             "hyperparameters": entry.hyperparameters(self.ctx, seed), "parameters": outcome.parameters,
             "decision_macs": outcome.decision_macs, "macs_per_patch": outcome.macs_per_patch,
             "report": outcome.evaluation.report,
-        })
+        }, gallery)
+
+    def write(self, entry: Entry, difficulty: str, seed: int, result: StoredResult) -> None:
+        """Write the result file of (``entry``, ``difficulty``, ``seed``) atomically, its gallery images first."""
+        path = self.path(entry, difficulty, seed)
+        if result.gallery is not None:
+            write_npz_atomic(path.with_suffix(".npz"), **result.gallery)
+        write_json_atomic(path, result.record)
+
+    def evaluate(self, entry: Entry, difficulty: str, seed: int) -> None:
+        """Evaluate one (entry, difficulty, seed) and write its result file (and gallery images)."""
+        self.write(entry, difficulty, seed, self.compute(entry, difficulty, seed))
 
     def load(self, entry: Entry, difficulty: str, seed: int) -> dict[str, Any]:
         """The stored result of (``entry``, ``difficulty``, ``seed``)."""
