@@ -204,7 +204,7 @@ class ImageSource:
             ]
         return positions
 
-    def _draw_place(self, difficulty: str, rng: np.random.Generator) -> tuple[int, int, int, DegradationParams]:
+    def draw_place(self, difficulty: str, rng: np.random.Generator) -> tuple[int, int, int, DegradationParams]:
         """What a random patch draws before its noise: scaled image (chance proportional to area), top, left and
         degradation parameters."""
         check_generator(rng)
@@ -222,7 +222,7 @@ class ImageSource:
     def sample_patch(self, difficulty: str, rng: np.random.Generator) -> DegradedPatch:
         """A patch at a random scale and position (chosen with chance proportional to area), degraded anew."""
         check_difficulty(difficulty)
-        index, top, left, params = self._draw_place(difficulty, rng)
+        index, top, left, params = self.draw_place(difficulty, rng)
         return self.patch_at(index, top, left, params, rng)
 
     def sample_patches(self, difficulty: str, rngs: Sequence[np.random.Generator],
@@ -232,7 +232,7 @@ class ImageSource:
         check_difficulty(difficulty)
         if not rngs:
             raise ValueError("sample_patches needs at least one generator")
-        places = [self._draw_place(difficulty, rng) for rng in rngs]
+        places = [self.draw_place(difficulty, rng) for rng in rngs]
         scaled = self.scaled_images()
         regions = np.stack([scaled[index][2][top - MARGIN : top + PATCH_SIZE + MARGIN,
                                              left - MARGIN : left + PATCH_SIZE + MARGIN]

@@ -158,6 +158,15 @@ def patch_from_options(options: dict) -> DegradedPatch:
     return DegradedPatch(pair[0], pair[1], DegradationParams((0, 0, 0), nan, nan, 0), "user", 1.0, 0, 0)
 
 
+def run_tools(toolbox: Toolbox, images: torch.Tensor, tools: np.ndarray, precision: str = "float32") -> torch.Tensor:
+    """Tool ``tools[n]`` on ``images[n]``, in float32 or (``precision="bfloat16"``) under bfloat16 autocast with
+    channels-last inputs; float32 out."""
+    if precision == "float32":
+        return toolbox(images, tools)
+    with torch.autocast(images.device.type, dtype=torch.bfloat16):
+        return toolbox(images.contiguous(memory_format=torch.channels_last), tools).float()
+
+
 class PatchBatch:
     """N restoration episodes in lockstep on one device (see the module docstring)."""
 
@@ -226,7 +235,7 @@ class PatchBatch:
         if use_tool.any():
             tool_rows, tools = rows[use_tool], actions[use_tool]
             index = torch.as_tensor(tool_rows, dtype=torch.long, device=self.device)
-            out = self._run_tools(self.images.index_select(0, index), tools)
+            out = run_tools(self.toolbox, self.images.index_select(0, index), tools, self.precision)
             finite = torch.isfinite(out).flatten(1).all(1).cpu().numpy()
             if not finite.all():
                 culprit = tools[~finite][0]
@@ -252,13 +261,6 @@ class PatchBatch:
         if self.listeners and terminated.any():
             self._report(rows[terminated])
         return rewards, terminated
-
-    def _run_tools(self, images: torch.Tensor, tools: np.ndarray) -> torch.Tensor:
-        """The toolbox on ``images``, in float32 or under bfloat16 autocast (channels-last); float32 out."""
-        if self.precision == "float32":
-            return self.toolbox(images, tools)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            return self.toolbox(images.contiguous(memory_format=torch.channels_last), tools).float()
 
     def _report(self, rows: np.ndarray) -> None:
         index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
