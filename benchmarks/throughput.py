@@ -4,8 +4,9 @@ For the single environment and the vector environment at N = 1, 16, 64, 256 (CPU
 ``--devices``, ``--sizes``), for fresh patches and the fixed pool (``--patches``), with the tools in float32
 and in bfloat16 (``--precisions``), the benchmark counts environment steps per second and tool applications
 per second under a uniformly random policy (actions 0..12, training settings). The raw toolbox runs the same
-tool mix (uniform over the 12 tools, same precision) on batches of N random patches, right after each
-environment run: the limit the environment's tool work cannot beat. A fresh interpreter also times
+tool mix (uniform over the 12 tools, same precision) on batches of N random patches, in slices alternating
+with the environment's (so that a busy machine slows both alike): the limit the environment's tool work
+cannot beat. A fresh interpreter also times
 ``gym.make`` plus the first ``reset`` after ``import torch``.
 
 Every episode of the train split starts from a new patch: with ``patches="fresh"`` a freshly degraded one
@@ -106,48 +107,47 @@ def single_env_rate(seconds: float, seed: int = 0) -> dict:
     return {"steps_per_s": steps / elapsed, "tools_per_s": tools / elapsed}
 
 
-def vector_env_rate(num_envs: int, device: str, seconds: float, seed: int = 0, patches: str = "fresh",
-                    precision: str = "float32", pool_size: int = 100_000) -> dict:
-    """Steps and tool applications per second of the vector environment under a random policy, and the new
-    episodes it started per tool application."""
+def interleaved_rates(toolbox: Toolbox, num_envs: int, device: str, seconds: float, seed: int = 0,
+                      patches: str = "fresh", precision: str = "float32", pool_size: int = 100_000,
+                      rounds: int = 5) -> dict:
+    """The vector environment under a random policy and the raw toolbox beside it, measured in alternating
+    slices (``rounds`` of each, ``seconds`` in all for each) so that a change in the machine's speed during the
+    run affects both alike: environment steps and tool applications per second, the new episodes started per
+    tool application, and the raw toolbox's applications per second on batches of ``num_envs`` random patches
+    (uniform tool mix, same precision, through :func:`restore_gym.engine.run_tools` as the environment runs it)."""
     vec = gym.make_vec("RLRestore-v0", num_envs=num_envs, device=device, patches=patches, pool_size=pool_size,
                        precision=precision)
     rng = np.random.default_rng(seed)
+    images = torch.rand(num_envs, 3, PATCH_SIZE, PATCH_SIZE, device=device)
     vec.reset(seed=seed)
     for _ in range(5):
         vec.step(rng.integers(0, STOP + 1, num_envs))
-    steps, episodes, tools_before = 0, 0, int(vec.batch.tool_counts.sum())
-    _sync(vec.device)
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        _, _, terminated, _, _ = vec.step(rng.integers(0, STOP + 1, num_envs))
-        steps += num_envs
-        episodes += int(terminated.sum())  # each starts a new episode at the next step (autoreset)
-    _sync(vec.device)
-    elapsed = time.perf_counter() - start
-    tools = int(vec.batch.tool_counts.sum()) - tools_before
-    vec.close()
-    return {"steps_per_s": steps / elapsed, "tools_per_s": tools / elapsed,
-            "episodes_per_tool": episodes / max(tools, 1)}
-
-
-def raw_toolbox_rate(toolbox: Toolbox, num: int, device: str, seconds: float, seed: int = 0,
-                     precision: str = "float32") -> float:
-    """Tool applications per second of the toolbox alone on batches of ``num`` patches, uniform tool mix, run
-    as the environment runs it (:func:`restore_gym.engine.run_tools`)."""
-    rng = np.random.default_rng(seed)
-    images = torch.rand(num, 3, PATCH_SIZE, PATCH_SIZE, device=device)
-    done = 0
     with torch.inference_mode():
         for _ in range(3):
-            run_tools(toolbox, images, rng.integers(0, NUM_TOOLS, num), precision)
+            run_tools(toolbox, images, rng.integers(0, NUM_TOOLS, num_envs), precision)
+    steps = episodes = raw_done = 0
+    env_time = raw_time = 0.0
+    tools_before = int(vec.batch.tool_counts.sum())
+    for _ in range(rounds):
         _sync(device)
         start = time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            run_tools(toolbox, images, rng.integers(0, NUM_TOOLS, num), precision)
-            done += num
+        while time.perf_counter() - start < seconds / rounds:
+            _, _, terminated, _, _ = vec.step(rng.integers(0, STOP + 1, num_envs))
+            steps += num_envs
+            episodes += int(terminated.sum())  # each starts a new episode at the next step (autoreset)
         _sync(device)
-    return done / (time.perf_counter() - start)
+        env_time += time.perf_counter() - start
+        start = time.perf_counter()
+        with torch.inference_mode():
+            while time.perf_counter() - start < seconds / rounds:
+                run_tools(toolbox, images, rng.integers(0, NUM_TOOLS, num_envs), precision)
+                raw_done += num_envs
+            _sync(device)
+        raw_time += time.perf_counter() - start
+    tools = int(vec.batch.tool_counts.sum()) - tools_before
+    vec.close()
+    return {"steps_per_s": steps / env_time, "tools_per_s": tools / env_time,
+            "episodes_per_tool": episodes / max(tools, 1), "raw_tools_per_s": raw_done / raw_time}
 
 
 class PartTimer:
@@ -401,9 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for precision in precisions:
                 for mode in modes:
                     row = {"device": device, "num_envs": n, "patches": mode, "precision": precision,
-                           **vector_env_rate(n, device, args.seconds, patches=mode, precision=precision,
-                                             pool_size=args.pool_size)}
-                    row["raw_tools_per_s"] = raw_toolbox_rate(toolbox, n, device, args.seconds, precision=precision)
+                           **interleaved_rates(toolbox, n, device, args.seconds, patches=mode, precision=precision,
+                                               pool_size=args.pool_size)}
                     row["tool_ratio"] = row["tools_per_s"] / row["raw_tools_per_s"]
                     row["ceiling"] = ceiling(row["raw_tools_per_s"], row["episodes_per_tool"], patch_seconds[mode])
                     result["vector"].append(row)

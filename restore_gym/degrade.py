@@ -24,7 +24,9 @@ from __future__ import annotations
 import functools
 import io
 import itertools
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -241,51 +243,61 @@ def degrade_patch(
 
 # ---- The batched path: many regions at once, blur and noise in torch on any device ----------------------------
 
-# The 8-bit levels as float32, each computed as the reference path does (u / 255 in float32): indexing this table
-# converts on any device with the same values (CUDA divides by a scalar through its reciprocal, which can differ).
-_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)
-_BLOCK_ROWS = 48  # the blur multiplies blocks of this many output rows by the input rows within their reach
 _taps: dict[tuple[int, str], torch.Tensor] = {}
+_threads: list[ThreadPoolExecutor] = []
+WORKER_THREADS = max(1, min(os.cpu_count() or 1, 8))  # the noise draws and the JPEG codec calls run on these
+
+
+def _workers() -> ThreadPoolExecutor:
+    if not _threads:
+        _threads.append(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="restore-gym-degrade"))
+    return _threads[0]
+
+
+def _each(count: int, work: Callable[[int], None]) -> None:
+    """``work(k)`` for k in 0..count-1, in contiguous shares on the worker threads (numpy's generators and
+    Pillow's codec release the GIL while they work)."""
+    shares = min(count, WORKER_THREADS)
+    if shares <= 1:
+        for k in range(count):
+            work(k)
+        return
+    bounds = np.linspace(0, count, shares + 1).astype(int)
+
+    def share(i: int) -> None:
+        for k in range(bounds[i], bounds[i + 1]):
+            work(k)
+
+    list(_workers().map(share, range(shares)))
 
 
 def uint8_to_float(pixels: torch.Tensor) -> torch.Tensor:
-    """A uint8 tensor as float32 in [0, 1], exactly the reference path's ``u / 255`` on any device."""
+    """A uint8 tensor as float32 in [0, 1], exactly the reference path's ``u / 255`` on any device (divided by a
+    tensor: CUDA divides by a Python number through its reciprocal, which differs for 126 of the 256 values)."""
     if pixels.dtype != torch.uint8:
         raise TypeError(f"expected a uint8 tensor, got {pixels.dtype}")
-    return torch.from_numpy(_LEVELS).to(pixels.device)[pixels.long()]
+    return pixels.to(torch.float32).div_(torch.tensor(255.0, device=pixels.device))
 
 
-def _tap_indicator(size: int, device: torch.device) -> torch.Tensor:
-    """K x (size * size) float64: entry (t, i, j) is 1 where tap t of output sample i reads input sample j
-    (borders replicated)."""
-    key = (size, str(device))
+def _blur_matrices(kernels: torch.Tensor, size: int) -> torch.Tensor:
+    """N x size x size float64: row i holds the weights of input samples 0..size-1 in output sample i of the
+    correlation with each of the N kernels (N x K float64), borders replicated."""
+    key = (size, str(kernels.device))
     if key not in _taps:
         radius, rows = BLUR_KERNEL_SIZE // 2, torch.arange(size)
         taps = torch.zeros(BLUR_KERNEL_SIZE, size, size, dtype=torch.float64)
         for t in range(BLUR_KERNEL_SIZE):
             taps[t, rows, (rows + t - radius).clamp(0, size - 1)] = 1.0
-        _taps[key] = taps.reshape(BLUR_KERNEL_SIZE, size * size).to(device)
-    return _taps[key]
-
-
-def _correlate_rows(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """The 1-D correlation of N x H x M float64 ``images`` along H with each image's kernel (N x K float64)."""
-    n, size, _ = images.shape
-    matrices = (kernels @ _tap_indicator(size, images.device)).view(n, size, size)
-    radius, blocks = BLUR_KERNEL_SIZE // 2, []
-    for top in range(0, size, _BLOCK_ROWS):
-        bottom = min(size, top + _BLOCK_ROWS)
-        first, last = max(0, top - radius), min(size, bottom + radius)
-        blocks.append(torch.bmm(matrices[:, top:bottom, first:last], images[:, first:last]))
-    return torch.cat(blocks, dim=1)
+        _taps[key] = taps.reshape(BLUR_KERNEL_SIZE, size * size).to(kernels.device)
+    return (kernels @ _taps[key]).view(len(kernels), size, size)
 
 
 def blur_batch(images: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
     """:func:`blur` of each image of an N x H x W x C float tensor with its own sigma, on the tensor's device.
 
     As the reference path: the kernel in the images' dtype, the pass along H then the pass along W, each
-    accumulated in float64 and rounded to the images' dtype (so the result equals :func:`blur`'s up to the
-    order of float64 additions: in practice bit for bit).
+    accumulated in float64 (as matrix products) and rounded to the images' dtype, so the result equals
+    :func:`blur`'s up to the order of float64 additions: in practice bit for bit.
     """
     if images.ndim != 4 or not images.is_floating_point():
         raise ValueError(f"expected an N x H x W x C float tensor, got {images.dtype} {tuple(images.shape)}")
@@ -297,11 +309,12 @@ def blur_batch(images: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
     kernel_dtype = np.float32 if images.dtype == torch.float32 else np.float64
     kernels = np.stack([gaussian_kernel_1d(float(s)).astype(kernel_dtype) for s in sigmas])
     kernels = torch.from_numpy(kernels.astype(np.float64)).to(images.device)
-    along_h = _correlate_rows(images.reshape(n, height, width * channels).double(), kernels).to(images.dtype)
-    along_h = along_h.view(n, height, width, channels).transpose(1, 2)
-    along_w = along_h.to(torch.float64, memory_format=torch.contiguous_format).contiguous()
-    along_w = along_w.view(n, width, height * channels)
-    return _correlate_rows(along_w, kernels).to(images.dtype).view(n, width, height, channels).transpose(1, 2)
+    along_h = torch.bmm(_blur_matrices(kernels, height), images.reshape(n, height, width * channels).double())
+    # The pass along W works on the transposed images: W x H x C, made contiguous while converting.
+    along_h = along_h.to(images.dtype).view(n, height, width, channels).transpose(1, 2)
+    along_h = along_h.to(torch.float64, memory_format=torch.contiguous_format).contiguous()
+    along_w = torch.bmm(_blur_matrices(kernels, width), along_h.view(n, width, height * channels))
+    return along_w.to(images.dtype).view(n, width, height, channels).transpose(1, 2)
 
 
 def add_noise_batch(images: torch.Tensor, sigmas: Sequence[float], noise: torch.Tensor) -> torch.Tensor:
@@ -312,7 +325,7 @@ def add_noise_batch(images: torch.Tensor, sigmas: Sequence[float], noise: torch.
     if len(sigmas) != images.shape[0]:
         raise ValueError(f"got {len(sigmas)} sigmas for {images.shape[0]} images")
     scale = torch.tensor([s / 255.0 for s in sigmas], dtype=images.dtype).to(images.device)
-    return (noise * scale.view(-1, *[1] * (images.ndim - 1)) + images).clamp_(0.0, 1.0)
+    return (noise * scale.view(-1, *[1] * (images.ndim - 1))).add_(images).clamp_(0.0, 1.0)
 
 
 def to_uint8_batch(images: torch.Tensor) -> torch.Tensor:
@@ -323,9 +336,12 @@ def to_uint8_batch(images: torch.Tensor) -> torch.Tensor:
 def draw_noise(rngs: Sequence[np.random.Generator], shape: tuple[int, ...]) -> np.ndarray:
     """The standard normal float32 noise :func:`add_noise` draws for an image of ``shape``, from each generator
     in turn: len(rngs) x shape."""
+    for rng in rngs:
+        check_generator(rng)
+    if len({id(rng) for rng in rngs}) != len(rngs):
+        raise ValueError("each image needs its own generator: the same one twice would draw in another order")
     noise = np.empty((len(rngs), *shape), dtype=np.float32)
-    for k, rng in enumerate(rngs):
-        check_generator(rng).standard_normal(dtype=np.float32, out=noise[k])
+    _each(len(rngs), lambda k: rngs[k].standard_normal(dtype=np.float32, out=noise[k]))
     return noise
 
 
@@ -334,8 +350,11 @@ def jpeg_batch(pixels: np.ndarray, qualities: Sequence[int]) -> np.ndarray:
     if len(qualities) != len(pixels):
         raise ValueError(f"got {len(qualities)} qualities for {len(pixels)} images")
     out = np.empty_like(pixels)
-    for k, quality in enumerate(qualities):
-        out[k] = jpeg_uint8(pixels[k], quality)
+
+    def compress(k: int) -> None:
+        out[k] = jpeg_uint8(pixels[k], qualities[k])
+
+    _each(len(pixels), compress)
     return out
 
 
@@ -357,8 +376,6 @@ def degrade_batch(
         raise ValueError(f"expected N x H x W x 3 uint8 regions, got {regions.dtype} {regions.shape}")
     if not len(params) == len(rngs) == len(regions):
         raise ValueError(f"got {len(regions)} regions, {len(params)} parameter sets and {len(rngs)} generators")
-    if len({id(rng) for rng in rngs}) != len(rngs):
-        raise ValueError("each region needs its own generator: the same one twice would draw in another order")
     noise = torch.from_numpy(draw_noise(rngs, regions.shape[1:])).to(device)
     images = uint8_to_float(torch.from_numpy(regions).to(device))
     images = blur_batch(images, [p.blur_sigma for p in params])
