@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agents.lstm_dqn import AGENT_FILE, LOG_FILE, crossings, preset, train
+from restore_gym.allocator import retain_freed_memory
 from restore_gym.devices import resolve_device
 from restore_gym.lstm_dqn import read_agent_file
 from restore_gym.records import provenance, write_json_atomic
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-envs", type=int, default=256)
     parser.add_argument("--out", default=str(RESULTS / "agent_speed"))
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as agents.lstm_dqn's command line runs
     result = measure(args.device, args.steps, args.num_envs, Path(args.out))
     print(json.dumps({k: v for k, v in result.items() if k != "provenance"}))
     write_json_atomic(Path(args.out) / "agent_speed.json", result)

@@ -26,7 +26,8 @@ one run): the pool at least 95% of the raw toolbox's tool applications per secon
 Writes ``throughput.json`` and ``throughput.md`` to ``--out`` (default ``benchmarks/results``).
 
     python -m benchmarks.throughput [--seconds 5] [--sizes 1,16,64,256] [--devices cpu,cuda]
-        [--patches fresh,pool] [--precisions float32,bfloat16] [--pool-size 100000] [--psnr-patches N]
+        [--patches fresh,pool] [--precisions float32,bfloat16] [--bfloat16-sizes 1,16] [--pool-size 100000]
+        [--psnr-patches N] [--no-psnr | --psnr-only]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import numpy as np
 import torch
 
 import restore_gym  # noqa: F401  (registers RLRestore-v0)
+from restore_gym.allocator import retain_freed_memory
 from restore_gym.data import BuiltinImages, PatchStack, load_test_set, to_nchw
 from restore_gym.degrade import (
     DIFFICULTIES,
@@ -120,10 +122,10 @@ def interleaved_rates(toolbox: Toolbox, num_envs: int, device: str, seconds: flo
     rng = np.random.default_rng(seed)
     images = torch.rand(num_envs, 3, PATCH_SIZE, PATCH_SIZE, device=device)
     vec.reset(seed=seed)
-    for _ in range(5):
+    for _ in range(3):
         vec.step(rng.integers(0, STOP + 1, num_envs))
     with torch.inference_mode():
-        for _ in range(3):
+        for _ in range(2):
             run_tools(toolbox, images, rng.integers(0, NUM_TOOLS, num_envs), precision)
     steps = episodes = raw_done = 0
     env_time = raw_time = 0.0
@@ -323,7 +325,8 @@ def markdown(result: dict) -> str:
         f"single environment: {result['single']['steps_per_s']:.0f} steps/s "
         f"({result['single']['tools_per_s']:.0f} tool applications/s); a fresh training patch: "
         f"{1e3 * result['fresh_patch_s']:.2f} ms (batched; {1e3 * parts['before']['total']:.2f} ms along the "
-        f"reference per-patch path); a pool patch: {1e3 * result['pool_patch_s']:.3f} ms",
+        f"reference per-patch path)"
+        + ("" if result["pool_patch_s"] is None else f"; a pool patch: {1e3 * result['pool_patch_s']:.3f} ms"),
         "",
         "| device | N | patches | precision | env steps/s | env tool applications/s | raw toolbox applications/s "
         "| env tools / raw | new episodes per tool application | ceiling (tools and new patches only) |",
@@ -367,25 +370,46 @@ def _choices(text: str, allowed: Sequence[str], name: str) -> list[str]:
     return values
 
 
+def _write(result: dict, out: Path) -> None:
+    table = markdown(result)
+    print(table)
+    write_json_atomic(out / "throughput.json", result)
+    write_text_atomic(out / "throughput.md", table)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per configuration")
     parser.add_argument("--sizes", default="1,16,64,256", help="vector sizes N")
+    parser.add_argument("--bfloat16-sizes", help="vector sizes N of the bfloat16 rows (default: --sizes)")
     parser.add_argument("--devices", help="comma-separated devices (default: cpu, and cuda when present)")
     parser.add_argument("--patches", default=",".join(PATCH_MODES), help="patch modes: fresh, pool")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="tool precisions: float32, bfloat16")
     parser.add_argument("--pool-size", type=int, default=100_000, help="patches in the pool (built once, cached)")
     parser.add_argument("--psnr-patches", type=int, help="only the first N patches of each test set for the "
                         "bfloat16 PSNR comparison (default: all)")
+    psnr = parser.add_mutually_exclusive_group()
+    psnr.add_argument("--no-psnr", action="store_true", help="leave out the bfloat16 PSNR comparison")
+    psnr.add_argument("--psnr-only", action="store_true", help="add the bfloat16 PSNR comparison (which needs no "
+                      "quiet machine) to the results already in --out")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as the training and evaluation commands run
+    out = Path(args.out)
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         resolve_device(device)
+    if args.psnr_only:
+        result = json.loads((out / "throughput.json").read_text())
+        result["bfloat16_psnr_device"] = devices[-1]
+        result["bfloat16_psnr"] = bfloat16_psnr(devices[-1], args.psnr_patches)
+        _write(result, out)
+        return 0
     modes = _choices(args.patches, PATCH_MODES, "patches")
     precisions = _choices(args.precisions, PRECISIONS, "precisions")
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = {"float32": [int(n) for n in args.sizes.split(",")]}
+    sizes["bfloat16"] = [int(n) for n in args.bfloat16_sizes.split(",")] if args.bfloat16_sizes else sizes["float32"]
     toolbox = Toolbox.pretrained()
     parts_device = devices[-1]  # the batched path on the fastest device asked for
     parts = fresh_patch_parts(parts_device)
@@ -397,8 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     patch_seconds = {"fresh": result["fresh_patch_s"], "pool": result["pool_patch_s"]}
     for device in devices:
         toolbox.to(device)
-        for n in sizes:
-            for precision in precisions:
+        for n in sorted({n for precision in precisions for n in sizes[precision]}):
+            for precision in (p for p in precisions if n in sizes[p]):
                 for mode in modes:
                     row = {"device": device, "num_envs": n, "patches": mode, "precision": precision,
                            **interleaved_rates(toolbox, n, device, args.seconds, patches=mode, precision=precision,
@@ -410,12 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["floors"] = floors(result["vector"])
     result["speedups"] = speedups(result["vector"])
     result["bfloat16_psnr_device"] = devices[-1]
-    result["bfloat16_psnr"] = bfloat16_psnr(devices[-1], args.psnr_patches) if "bfloat16" in precisions else {}
+    with_psnr = "bfloat16" in precisions and not args.no_psnr
+    result["bfloat16_psnr"] = bfloat16_psnr(devices[-1], args.psnr_patches) if with_psnr else {}
     result["provenance"] = provenance()
-    table = markdown(result)
-    print(table)
-    write_json_atomic(Path(args.out) / "throughput.json", result)
-    write_text_atomic(Path(args.out) / "throughput.md", table)
+    _write(result, out)
     return 0
 
 

@@ -284,12 +284,11 @@ def _blur_matrices(kernels: torch.Tensor, size: int) -> torch.Tensor:
     correlation with each of the N kernels (N x K float64), borders replicated."""
     key = (size, str(kernels.device))
     if key not in _taps:
-        radius, rows = BLUR_KERNEL_SIZE // 2, torch.arange(size)
-        taps = torch.zeros(BLUR_KERNEL_SIZE, size, size, dtype=torch.float64)
-        for t in range(BLUR_KERNEL_SIZE):
-            taps[t, rows, (rows + t - radius).clamp(0, size - 1)] = 1.0
-        _taps[key] = taps.reshape(BLUR_KERNEL_SIZE, size * size).to(kernels.device)
-    return (kernels @ _taps[key]).view(len(kernels), size, size)
+        rows, offsets = torch.arange(size).view(-1, 1), torch.arange(BLUR_KERNEL_SIZE) - BLUR_KERNEL_SIZE // 2
+        _taps[key] = (rows + offsets).clamp(0, size - 1).to(kernels.device)  # size x K: the sample each tap reads
+    n, taps = len(kernels), _taps[key]
+    matrices = torch.zeros(n, size, size, dtype=torch.float64, device=kernels.device)
+    return matrices.scatter_add_(2, taps.expand(n, size, -1), kernels.view(n, 1, -1).expand(n, size, -1))
 
 
 def blur_batch(images: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:

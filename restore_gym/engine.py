@@ -236,7 +236,8 @@ class PatchBatch:
             tool_rows, tools = rows[use_tool], actions[use_tool]
             index = torch.as_tensor(tool_rows, dtype=torch.long, device=self.device)
             out = run_tools(self.toolbox, self.images.index_select(0, index), tools, self.precision)
-            finite = torch.isfinite(out).flatten(1).all(1).cpu().numpy()
+            # A float64 sum is finite exactly when every value is (it cannot overflow): one pass over the output.
+            finite = torch.isfinite(out.flatten(1).sum(1, dtype=torch.float64)).cpu().numpy()
             if not finite.all():
                 culprit = tools[~finite][0]
                 ended = tool_rows[~finite & (tools == culprit)]

@@ -11,8 +11,10 @@ def test_the_ceiling_counts_only_tools_and_new_patches():
 
 
 def test_the_benchmark_writes_rates_ratios_parts_and_precisions(tmp_path):
-    assert throughput.main(["--seconds", "0.2", "--sizes", "2", "--pool-size", "8", "--psnr-patches", "2",
+    assert throughput.main(["--seconds", "0.2", "--sizes", "2", "--pool-size", "8", "--no-psnr",
                             "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "throughput.json").read_text())["bfloat16_psnr"] == {}
+    assert throughput.main(["--psnr-only", "--psnr-patches", "2", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "throughput.json").read_text())
     assert result["startup_s"] > 0 and 0 < result["fresh_patch_s"] < 1 and 0 < result["pool_patch_s"] < 1
     rows = {(row["patches"], row["precision"]): row for row in result["vector"]}
@@ -40,6 +42,13 @@ def test_floors_judge_the_cpu_rows_at_64_in_float32():
             {"device": "cpu", "num_envs": 16, "precision": "float32", "patches": "fresh", "tool_ratio": 0.99}]
     assert throughput.floors(rows) == {"pool": {"ratio": 0.96, "floor": 0.95, "met": True},
                                        "fresh": {"ratio": 0.80, "floor": 0.85, "met": False}}
+
+
+def test_bfloat16_rows_can_take_other_sizes(tmp_path):
+    assert throughput.main(["--seconds", "0.1", "--sizes", "2,3", "--bfloat16-sizes", "2", "--patches", "fresh",
+                            "--no-psnr", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "throughput.json").read_text())["vector"]
+    assert [(r["num_envs"], r["precision"]) for r in rows] == [(2, "float32"), (2, "bfloat16"), (3, "float32")]
 
 
 def test_unknown_modes_are_refused(tmp_path):
