@@ -29,7 +29,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,8 +44,10 @@ from restore_gym.degrade import (
     DegradationParams,
     check_difficulty,
     check_generator,
+    degrade_batch,
     degrade_patch,
     sample_params,
+    uint8_to_float,
 )
 from restore_gym.metrics import psnr
 from restore_gym.records import read_npz_cache, write_npz_atomic
@@ -118,6 +120,41 @@ class DegradedPatch:
     left: int
 
 
+@dataclass(frozen=True)
+class PatchStack:
+    """N degraded patches and their clean originals, N x 3 x 63 x 63 float32 tensors in [0, 1] on one device,
+    with the degradation parameters and the source ``(image_id, scale, top, left)`` of each."""
+
+    degraded: torch.Tensor
+    clean: torch.Tensor
+    params: list[DegradationParams]
+    sources: list[tuple[str, float, int, int]]
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    @classmethod
+    def from_uint8(cls, degraded: np.ndarray, clean: np.ndarray, params: list[DegradationParams],
+                   sources: list[tuple[str, float, int, int]], device: torch.device | str = "cpu") -> PatchStack:
+        """From N x H x W x 3 uint8 arrays, converted on ``device`` (the values of ``u / 255`` in float32)."""
+        def convert(pixels: np.ndarray) -> torch.Tensor:
+            return uint8_to_float(torch.from_numpy(np.ascontiguousarray(pixels)).to(device)).permute(0, 3, 1, 2)
+
+        return cls(convert(degraded), convert(clean), list(params), list(sources))
+
+    @classmethod
+    def from_patches(cls, patches: Sequence[DegradedPatch], device: torch.device | str = "cpu") -> PatchStack:
+        """From :class:`DegradedPatch` objects (float H x W x 3 arrays)."""
+        return cls(to_nchw([p.degraded for p in patches]).to(device), to_nchw([p.clean for p in patches]).to(device),
+                   [p.params for p in patches], [(p.image_id, p.scale, p.top, p.left) for p in patches])
+
+    def take(self, positions: Sequence[int]) -> PatchStack:
+        """The patches at ``positions``, in that order."""
+        index = torch.as_tensor(list(positions), dtype=torch.long, device=self.degraded.device)
+        return PatchStack(self.degraded.index_select(0, index), self.clean.index_select(0, index),
+                          [self.params[k] for k in positions], [self.sources[k] for k in positions])
+
+
 class ImageSource:
     """A named list of clean RGB images (uint8, H x W x 3) for one split, loaded once and kept in memory."""
 
@@ -127,6 +164,7 @@ class ImageSource:
         self.split = _check_split(split)
         self._images: list[tuple[str, np.ndarray]] | None = None
         self._scaled: list[tuple[str, float, np.ndarray]] | None = None
+        self._area_weights: np.ndarray | None = None
 
     def _load(self) -> list[tuple[str, np.ndarray]]:
         raise NotImplementedError
@@ -166,19 +204,44 @@ class ImageSource:
             ]
         return positions
 
+    def draw_place(self, difficulty: str, rng: np.random.Generator) -> tuple[int, int, int, DegradationParams]:
+        """What a random patch draws before its noise: scaled image (chance proportional to area), top, left and
+        degradation parameters."""
+        check_generator(rng)
+        scaled = self.scaled_images()
+        if self._area_weights is None:
+            areas = np.array([(im.shape[0] - MIN_SIDE + 1) * (im.shape[1] - MIN_SIDE + 1) for _, _, im in scaled],
+                             dtype=np.float64)
+            self._area_weights = areas / areas.sum()
+        index = int(rng.choice(len(scaled), p=self._area_weights))
+        image = scaled[index][2]
+        top = int(rng.integers(MARGIN, image.shape[0] - PATCH_SIZE - MARGIN + 1))
+        left = int(rng.integers(MARGIN, image.shape[1] - PATCH_SIZE - MARGIN + 1))
+        return index, top, left, sample_params(difficulty, rng)
+
     def sample_patch(self, difficulty: str, rng: np.random.Generator) -> DegradedPatch:
         """A patch at a random scale and position (chosen with chance proportional to area), degraded anew."""
         check_difficulty(difficulty)
-        check_generator(rng)
+        index, top, left, params = self.draw_place(difficulty, rng)
+        return self.patch_at(index, top, left, params, rng)
+
+    def sample_patches(self, difficulty: str, rngs: Sequence[np.random.Generator],
+                       device: torch.device | str = "cpu") -> PatchStack:
+        """Patch k as :meth:`sample_patch` draws it with ``rngs[k]`` (distinct generators), all degraded together
+        by :func:`~restore_gym.degrade.degrade_batch` on ``device``."""
+        check_difficulty(difficulty)
+        if not rngs:
+            raise ValueError("sample_patches needs at least one generator")
+        places = [self.draw_place(difficulty, rng) for rng in rngs]
         scaled = self.scaled_images()
-        areas = np.array(
-            [(im.shape[0] - MIN_SIDE + 1) * (im.shape[1] - MIN_SIDE + 1) for _, _, im in scaled], dtype=np.float64
-        )
-        index = int(rng.choice(len(scaled), p=areas / areas.sum()))
-        image_id, scale, image = scaled[index]
-        top = int(rng.integers(MARGIN, image.shape[0] - PATCH_SIZE - MARGIN + 1))
-        left = int(rng.integers(MARGIN, image.shape[1] - PATCH_SIZE - MARGIN + 1))
-        return self.patch_at(index, top, left, sample_params(difficulty, rng), rng)
+        regions = np.stack([scaled[index][2][top - MARGIN : top + PATCH_SIZE + MARGIN,
+                                             left - MARGIN : left + PATCH_SIZE + MARGIN]
+                            for index, top, left, _ in places])
+        params = [place[3] for place in places]
+        degraded = degrade_batch(regions, params, rngs, device)
+        inner = slice(MARGIN, MARGIN + PATCH_SIZE)
+        sources = [(scaled[index][0], scaled[index][1], top, left) for index, top, left, _ in places]
+        return PatchStack.from_uint8(degraded[:, inner, inner], regions[:, inner, inner], params, sources, device)
 
     def patch_at(
         self, index: int, top: int, left: int, params: DegradationParams, rng: np.random.Generator

@@ -12,8 +12,11 @@ The authors degraded whole images and cut patches whose top-left corner lay on t
 macro-blocks so the patch starts on the block grid of the region) and crops the patch out afterwards.
 
 All randomness comes from the ``numpy.random.Generator`` passed in: the same seed gives the same bytes.
-A batched torch path (:func:`blur_batch`, :func:`add_noise_batch`) serves CPU or CUDA callers and
-agrees with the reference path.
+
+:func:`degrade_batch` is the batched path the environments use: many regions at once, the blur and the
+noise in torch on the CPU or a GPU, the JPEG codec (the same Pillow call) per region. It draws the same
+noise from the same generators and rounds as the reference path does, so it gives the same bytes (the
+blur's float64 sums may add in another order, which has not changed a byte in the tests).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from scipy.ndimage import correlate1d
 
@@ -169,16 +174,21 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
 
 
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    """JPEG-compress a float image in [0, 1] at ``quality`` (Pillow, default 4:2:0); returns float32 in [0, 1]."""
-    image = _check_image(image)
+def jpeg_uint8(pixels: np.ndarray, quality: int) -> np.ndarray:
+    """JPEG-encode and decode an H x W x 3 uint8 image at ``quality`` (Pillow, default 4:2:0); returns uint8."""
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
     buffer = io.BytesIO()
-    Image.fromarray(to_uint8(image), mode="RGB").save(buffer, format="JPEG", quality=int(quality))
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(quality))
     buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return np.asarray(decoded, dtype=np.float32) / np.float32(255.0)
+    with Image.open(buffer, formats=("JPEG",)) as decoded:
+        return np.asarray(decoded)
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """JPEG-compress a float image in [0, 1] at ``quality`` (:func:`jpeg_uint8` of its 8 bits); returns float32."""
+    image = _check_image(image)
+    return jpeg_uint8(to_uint8(image), quality).astype(np.float32) / np.float32(255.0)
 
 
 def degrade(image: np.ndarray, params: DegradationParams, rng: np.random.Generator) -> np.ndarray:
@@ -231,31 +241,142 @@ def degrade_patch(
     return np.ascontiguousarray(degraded), np.ascontiguousarray(clean)
 
 
-def blur_batch(images: torch.Tensor, sigmas: torch.Tensor | np.ndarray | list[float]) -> torch.Tensor:
-    """Blur each image of an N x 3 x H x W float tensor with its own sigma (replicated borders), on its device."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected an N x 3 x H x W tensor, got shape {tuple(images.shape)}")
-    sigmas = np.asarray(torch.as_tensor(sigmas).cpu(), dtype=np.float64).reshape(-1)
-    if sigmas.shape[0] != images.shape[0]:
-        raise ValueError(f"got {sigmas.shape[0]} sigmas for {images.shape[0]} images")
-    n, c, _, _ = images.shape
-    kernels = np.stack([gaussian_kernel_1d(float(s)) for s in sigmas])
-    kernels = torch.as_tensor(kernels, dtype=images.dtype, device=images.device)
-    kernels = kernels.repeat_interleave(c, dim=0)
-    radius = BLUR_KERNEL_SIZE // 2
-    x = images.reshape(1, n * c, *images.shape[2:])
-    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    x = F.conv2d(x, kernels.view(n * c, 1, 1, -1), groups=n * c)
-    x = F.conv2d(x, kernels.view(n * c, 1, -1, 1), groups=n * c)
-    return x.reshape(images.shape)
+# ---- The batched path: many regions at once, blur and noise in torch on any device ----------------------------
+
+_taps: dict[tuple[int, str], torch.Tensor] = {}
+_threads: list[ThreadPoolExecutor] = []
+WORKER_THREADS = max(1, min(os.cpu_count() or 1, 8))  # the noise draws and the JPEG codec calls run on these
 
 
-def add_noise_batch(
-    images: torch.Tensor, sigmas: torch.Tensor | np.ndarray | list[float], generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Add Gaussian noise with a per-image std (0..255 scale) to an N x C x H x W tensor, clipped to [0, 1]."""
-    sigmas = torch.as_tensor(sigmas, dtype=images.dtype, device=images.device).reshape(-1, 1, 1, 1)
-    if sigmas.shape[0] != images.shape[0]:
-        raise ValueError(f"got {sigmas.shape[0]} sigmas for {images.shape[0]} images")
-    noise = torch.randn(images.shape, generator=generator, dtype=images.dtype, device=images.device)
-    return (images + noise * (sigmas / 255.0)).clamp_(0.0, 1.0)
+def _workers() -> ThreadPoolExecutor:
+    if not _threads:
+        _threads.append(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="restore-gym-degrade"))
+    return _threads[0]
+
+
+def _each(count: int, work: Callable[[int], None]) -> None:
+    """``work(k)`` for k in 0..count-1, in contiguous shares on the worker threads (numpy's generators and
+    Pillow's codec release the GIL while they work)."""
+    shares = min(count, WORKER_THREADS)
+    if shares <= 1:
+        for k in range(count):
+            work(k)
+        return
+    bounds = np.linspace(0, count, shares + 1).astype(int)
+
+    def share(i: int) -> None:
+        for k in range(bounds[i], bounds[i + 1]):
+            work(k)
+
+    list(_workers().map(share, range(shares)))
+
+
+def uint8_to_float(pixels: torch.Tensor) -> torch.Tensor:
+    """A uint8 tensor as float32 in [0, 1], exactly the reference path's ``u / 255`` on any device (divided by a
+    tensor: CUDA divides by a Python number through its reciprocal, which differs for 126 of the 256 values)."""
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"expected a uint8 tensor, got {pixels.dtype}")
+    return pixels.to(torch.float32).div_(torch.tensor(255.0, device=pixels.device))
+
+
+def _blur_matrices(kernels: torch.Tensor, size: int) -> torch.Tensor:
+    """N x size x size float64: row i holds the weights of input samples 0..size-1 in output sample i of the
+    correlation with each of the N kernels (N x K float64), borders replicated."""
+    key = (size, str(kernels.device))
+    if key not in _taps:
+        rows, offsets = torch.arange(size).view(-1, 1), torch.arange(BLUR_KERNEL_SIZE) - BLUR_KERNEL_SIZE // 2
+        _taps[key] = (rows + offsets).clamp(0, size - 1).to(kernels.device)  # size x K: the sample each tap reads
+    n, taps = len(kernels), _taps[key]
+    matrices = torch.zeros(n, size, size, dtype=torch.float64, device=kernels.device)
+    return matrices.scatter_add_(2, taps.expand(n, size, -1), kernels.view(n, 1, -1).expand(n, size, -1))
+
+
+def blur_batch(images: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
+    """:func:`blur` of each image of an N x H x W x C float tensor with its own sigma, on the tensor's device.
+
+    As the reference path: the kernel in the images' dtype, the pass along H then the pass along W, each
+    accumulated in float64 (as matrix products) and rounded to the images' dtype, so the result equals
+    :func:`blur`'s up to the order of float64 additions: in practice bit for bit.
+    """
+    if images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"expected an N x H x W x C float tensor, got {images.dtype} {tuple(images.shape)}")
+    if len(sigmas) != images.shape[0]:
+        raise ValueError(f"got {len(sigmas)} sigmas for {images.shape[0]} images")
+    n, height, width, channels = images.shape
+    if n == 0:
+        return images.clone()
+    kernel_dtype = np.float32 if images.dtype == torch.float32 else np.float64
+    kernels = np.stack([gaussian_kernel_1d(float(s)).astype(kernel_dtype) for s in sigmas])
+    kernels = torch.from_numpy(kernels.astype(np.float64)).to(images.device)
+    along_h = torch.bmm(_blur_matrices(kernels, height), images.reshape(n, height, width * channels).double())
+    # The pass along W works on the transposed images: W x H x C, made contiguous while converting.
+    along_h = along_h.to(images.dtype).view(n, height, width, channels).transpose(1, 2)
+    along_h = along_h.to(torch.float64, memory_format=torch.contiguous_format).contiguous()
+    along_w = torch.bmm(_blur_matrices(kernels, width), along_h.view(n, width, height * channels))
+    return along_w.to(images.dtype).view(n, width, height, channels).transpose(1, 2)
+
+
+def add_noise_batch(images: torch.Tensor, sigmas: Sequence[float], noise: torch.Tensor) -> torch.Tensor:
+    """:func:`add_noise` of each image of an N x ... float32 tensor: ``noise`` (standard normal, same shape)
+    times its sigma (0..255 scale), added and clipped to [0, 1] in float32 as the reference path does."""
+    if noise.shape != images.shape:
+        raise ValueError(f"noise of shape {tuple(noise.shape)} for images of shape {tuple(images.shape)}")
+    if len(sigmas) != images.shape[0]:
+        raise ValueError(f"got {len(sigmas)} sigmas for {images.shape[0]} images")
+    scale = torch.tensor([s / 255.0 for s in sigmas], dtype=images.dtype).to(images.device)
+    return (noise * scale.view(-1, *[1] * (images.ndim - 1))).add_(images).clamp_(0.0, 1.0)
+
+
+def to_uint8_batch(images: torch.Tensor) -> torch.Tensor:
+    """:func:`to_uint8` of a float tensor, on its device."""
+    return (images * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def draw_noise(rngs: Sequence[np.random.Generator], shape: tuple[int, ...]) -> np.ndarray:
+    """The standard normal float32 noise :func:`add_noise` draws for an image of ``shape``, from each generator
+    in turn: len(rngs) x shape."""
+    for rng in rngs:
+        check_generator(rng)
+    if len({id(rng) for rng in rngs}) != len(rngs):
+        raise ValueError("each image needs its own generator: the same one twice would draw in another order")
+    noise = np.empty((len(rngs), *shape), dtype=np.float32)
+    _each(len(rngs), lambda k: rngs[k].standard_normal(dtype=np.float32, out=noise[k]))
+    return noise
+
+
+def jpeg_batch(pixels: np.ndarray, qualities: Sequence[int]) -> np.ndarray:
+    """:func:`jpeg_uint8` of each image of an N x H x W x 3 uint8 array at its quality (one codec call each)."""
+    if len(qualities) != len(pixels):
+        raise ValueError(f"got {len(qualities)} qualities for {len(pixels)} images")
+    out = np.empty_like(pixels)
+
+    def compress(k: int) -> None:
+        out[k] = jpeg_uint8(pixels[k], qualities[k])
+
+    _each(len(pixels), compress)
+    return out
+
+
+def degrade_batch(
+    regions: np.ndarray,
+    params: Sequence[DegradationParams],
+    rngs: Sequence[np.random.Generator],
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """:func:`degrade` of N uint8 regions (N x H x W x 3), region k with ``params[k]`` and its noise drawn from
+    ``rngs[k]`` (distinct generators, each advanced as :func:`degrade` advances it); returns uint8 N x H x W x 3.
+
+    Blur and noise run batched in torch on ``device``, the JPEG codec per region on the CPU. The result equals
+    :func:`degrade`'s (the float32 values of these bytes) up to the order of float64 additions in the blur: in
+    practice bit for bit.
+    """
+    regions = np.asarray(regions)
+    if regions.ndim != 4 or regions.shape[-1] != 3 or regions.dtype != np.uint8:
+        raise ValueError(f"expected N x H x W x 3 uint8 regions, got {regions.dtype} {regions.shape}")
+    if not len(params) == len(rngs) == len(regions):
+        raise ValueError(f"got {len(regions)} regions, {len(params)} parameter sets and {len(rngs)} generators")
+    noise = torch.from_numpy(draw_noise(rngs, regions.shape[1:])).to(device)
+    images = uint8_to_float(torch.from_numpy(regions).to(device))
+    images = blur_batch(images, [p.blur_sigma for p in params])
+    images = add_noise_batch(images, [p.noise_sigma for p in params], noise)
+    return jpeg_batch(to_uint8_batch(images).cpu().numpy(), [p.jpeg_quality for p in params])

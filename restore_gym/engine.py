@@ -23,7 +23,7 @@ Reset patches must be finite. A tool whose output holds NaN or infinite values r
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,7 @@ import torch
 from restore_gym.data import (
     DegradedPatch,
     ImageSource,
+    PatchStack,
     TestSet,
     build_test_set,
     load_test_set,
@@ -119,16 +120,17 @@ class PatchSupply:
                 spec = source if isinstance(source, (str, os.PathLike)) else None
                 self.pool = load_pool(self.source, difficulty, pool_size, pool_seed, source_spec=spec)
 
-    def draw(self, rng: np.random.Generator, test_index: int) -> DegradedPatch:
-        """A patch: from the test set at ``test_index`` (modulo its length), else a pool row or a fresh draw
-        chosen with ``rng``."""
+    def draw(self, rngs: Sequence[np.random.Generator], test_indices: Sequence[int],
+             device: torch.device | str = "cpu") -> PatchStack:
+        """One patch per generator, on ``device``: from the test set at ``test_indices`` (modulo its length), else
+        a pool row or a fresh draw chosen with each generator (distinct ones), fresh ones degraded together."""
         if self.test_set is not None:
-            i = test_index % len(self.test_set)
-            return DegradedPatch(self.test_set.degraded[i], self.test_set.clean[i], self.test_set.params[i],
-                                 *self.test_set.sources[i])
+            ts, rows = self.test_set, [int(i) % len(self.test_set) for i in test_indices]
+            return PatchStack(to_nchw(ts.degraded[rows]).to(device), to_nchw(ts.clean[rows]).to(device),
+                              [ts.params[i] for i in rows], [ts.sources[i] for i in rows])
         if self.pool is not None:
-            return self.pool.patch(int(rng.integers(len(self.pool))))
-        return self.source.sample_patch(self.difficulty, rng)
+            return self.pool.patches([int(rng.integers(len(self.pool))) for rng in rngs], device)
+        return self.source.sample_patches(self.difficulty, rngs, device)
 
 
 def patch_from_options(options: dict) -> DegradedPatch:
@@ -154,6 +156,15 @@ def patch_from_options(options: dict) -> DegradedPatch:
         pair.append(array.astype(np.float32))
     nan = float("nan")
     return DegradedPatch(pair[0], pair[1], DegradationParams((0, 0, 0), nan, nan, 0), "user", 1.0, 0, 0)
+
+
+def run_tools(toolbox: Toolbox, images: torch.Tensor, tools: np.ndarray, precision: str = "float32") -> torch.Tensor:
+    """Tool ``tools[n]`` on ``images[n]``, in float32 or (``precision="bfloat16"``) under bfloat16 autocast with
+    channels-last inputs; float32 out."""
+    if precision == "float32":
+        return toolbox(images, tools)
+    with torch.autocast(images.device.type, dtype=torch.bfloat16):
+        return toolbox(images.contiguous(memory_format=torch.channels_last), tools).float()
 
 
 class PatchBatch:
@@ -187,27 +198,29 @@ class PatchBatch:
         self.ended = np.ones(num, dtype=bool)  # no episode yet, or it has ended
         self.previous = np.full(num, -1, dtype=np.int64)
         self.chains: list[list[int]] = [[] for _ in range(num)]
-        self.patches: list[DegradedPatch | None] = [None] * num
+        nan = float("nan")
+        self.params: list[DegradationParams] = [DegradationParams((0, 0, 0), nan, nan, 0)] * num
+        self.sources: list[tuple[str, float, int, int]] = [("", nan, 0, 0)] * num
         self.listeners: list[EpisodeListener] = []
         self.tool_counts = np.zeros(NUM_TOOLS, dtype=np.int64)
 
     @torch.inference_mode()
-    def load(self, rows: np.ndarray, patches: list[DegradedPatch]) -> None:
-        """Start new episodes in ``rows`` from ``patches``."""
-        rows = torch.as_tensor(rows, dtype=torch.long)
-        degraded = to_nchw([p.degraded for p in patches]).to(self.device)
-        clean = to_nchw([p.clean for p in patches]).to(self.device)
-        self.images[rows] = degraded
-        self.inputs[rows] = degraded
-        self.clean[rows] = clean
+    def load(self, rows: np.ndarray, patches: PatchStack) -> None:
+        """Start new episodes in ``rows`` from ``patches`` (one per row, in order)."""
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        degraded, clean = patches.degraded.to(self.device), patches.clean.to(self.device)
+        self.images.index_copy_(0, index, degraded)
+        self.inputs.index_copy_(0, index, degraded)
+        self.clean.index_copy_(0, index, clean)
         psnr = psnr_batch(degraded, clean).cpu().numpy().astype(np.float64)
+        self.psnr_input[rows] = self.psnr_now[rows] = psnr
+        self.steps[rows] = 0
+        self.ended[rows] = False
+        self.previous[rows] = -1
         for k, row in enumerate(rows.tolist()):
-            self.psnr_input[row] = self.psnr_now[row] = psnr[k]
-            self.steps[row] = 0
-            self.ended[row] = False
-            self.previous[row] = -1
             self.chains[row] = []
-            self.patches[row] = patches[k]
+            self.params[row] = patches.params[k]
+            self.sources[row] = patches.sources[k]
 
     @torch.inference_mode()
     def step(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -222,8 +235,9 @@ class PatchBatch:
         if use_tool.any():
             tool_rows, tools = rows[use_tool], actions[use_tool]
             index = torch.as_tensor(tool_rows, dtype=torch.long, device=self.device)
-            out = self._run_tools(self.images.index_select(0, index), tools)
-            finite = torch.isfinite(out).flatten(1).all(1).cpu().numpy()
+            out = run_tools(self.toolbox, self.images.index_select(0, index), tools, self.precision)
+            # A float64 sum is finite exactly when every value is (it cannot overflow): one pass over the output.
+            finite = torch.isfinite(out.flatten(1).sum(1, dtype=torch.float64)).cpu().numpy()
             if not finite.all():
                 culprit = tools[~finite][0]
                 ended = tool_rows[~finite & (tools == culprit)]
@@ -249,13 +263,6 @@ class PatchBatch:
             self._report(rows[terminated])
         return rewards, terminated
 
-    def _run_tools(self, images: torch.Tensor, tools: np.ndarray) -> torch.Tensor:
-        """The toolbox on ``images``, in float32 or under bfloat16 autocast (channels-last); float32 out."""
-        if self.precision == "float32":
-            return self.toolbox(images, tools)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            return self.toolbox(images.contiguous(memory_format=torch.channels_last), tools).float()
-
     def _report(self, rows: np.ndarray) -> None:
         index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
         degraded, clean = self.inputs.index_select(0, index).cpu(), self.clean.index_select(0, index).cpu()
@@ -267,13 +274,13 @@ class PatchBatch:
 
     def info(self, row: int) -> dict:
         """What ``info`` carries for episode ``row``: PSNR now and at the start, the toolchain, the degradation."""
-        patch = self.patches[row]
+        image, scale, top, left = self.sources[row]
         return {
             "psnr": float(self.psnr_now[row]),
             "psnr_input": float(self.psnr_input[row]),
             "toolchain": list(self.chains[row]),
-            "degradation": patch.params.as_dict(),
-            "patch_source": {"image": patch.image_id, "scale": patch.scale, "top": patch.top, "left": patch.left},
+            "degradation": self.params[row].as_dict(),
+            "patch_source": {"image": image, "scale": scale, "top": top, "left": left},
         }
 
 

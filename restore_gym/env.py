@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from restore_gym.data import ImageSource
+from restore_gym.data import ImageSource, PatchStack
 from restore_gym.degrade import PATCH_SIZE
 from restore_gym.devices import resolve_device
 from restore_gym.engine import (
@@ -230,11 +230,11 @@ class RLRestoreEnv(gym.Env):
         if "test_index" in options:
             self._test_index = self._check_test_index(options.pop("test_index"))
         if options:
-            patch = patch_from_options(options)
+            patches = PatchStack.from_patches([patch_from_options(options)], self.device)
         else:
-            patch = self.supply.draw(self.np_random, self._test_index)
+            patches = self.supply.draw([self.np_random], [self._test_index], self.device)
             self._test_index += self.supply.test_set is not None
-        self.batch.load(self._row, [patch])
+        self.batch.load(self._row, patches)
         return self._observation(), self.batch.info(0)
 
     def _check_test_index(self, index: Any) -> int:

@@ -40,8 +40,8 @@ def psnr_batch(images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"psnr_batch needs equal shapes, got {tuple(images.shape)} and {tuple(references.shape)}")
     if images.ndim < 2:
         raise ValueError(f"psnr_batch needs a batch dimension, got shape {tuple(images.shape)}")
-    diff = images.to(torch.float64) - references.to(torch.float64)
-    mse = diff.pow(2).flatten(1).mean(dim=1)
+    diff = images.to(torch.float64, copy=True).sub_(references)  # in place: the same values, fewer passes
+    mse = diff.mul_(diff).flatten(1).mean(dim=1)
     return (10.0 * torch.log10(1.0 / (mse + PSNR_EPS))).to(torch.float32)
 
 

@@ -21,14 +21,15 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from restore_gym.data import DegradedPatch, ImageSource, cache_dir
+from restore_gym.data import DegradedPatch, ImageSource, PatchStack, cache_dir
 from restore_gym.degrade import PATCH_SIZE, DegradationParams, check_difficulty
 from restore_gym.parallel import run_in_processes
 from restore_gym.records import write_json_atomic
@@ -86,16 +87,29 @@ class PatchPool:
             raise ValueError(f"{self.folder}: the degraded patches do not match the recorded digest")
         _VERIFIED.add(key)
 
+    def _described(self, rows: np.ndarray) -> tuple[list[DegradationParams], list[tuple[str, float, int, int]]]:
+        """The degradation parameters and the sources ``(image_id, scale, top, left)`` of patches ``rows``."""
+        a, ids = self.arrays, self.meta["image_ids"]
+        params = [DegradationParams(levels=tuple(int(v) for v in levels), blur_sigma=float(values[0]),
+                                    noise_sigma=float(values[1]), jpeg_quality=int(quality))
+                  for levels, values, quality in zip(a["levels"][rows], a["values"][rows], a["quality"][rows])]
+        sources = [(ids[int(image)], float(scale), int(corner[0]), int(corner[1]))
+                   for image, scale, corner in zip(a["image"][rows], a["scale"][rows], a["corner"][rows])]
+        return params, sources
+
     def patch(self, k: int) -> DegradedPatch:
         """Patch ``k`` as the fresh draw of it would be: float32 images in [0, 1], parameters and source."""
+        (params,), (source,) = self._described(np.array([k]))
         a = self.arrays
-        blur_sigma, noise_sigma = (float(v) for v in a["values"][k])
-        params = DegradationParams(levels=tuple(int(v) for v in a["levels"][k]), blur_sigma=blur_sigma,
-                                   noise_sigma=noise_sigma, jpeg_quality=int(a["quality"][k]))
-        top, left = (int(v) for v in a["corner"][k])
         return DegradedPatch(np.asarray(a["degraded"][k], dtype=np.float32) / np.float32(255.0),
-                             np.asarray(a["clean"][k], dtype=np.float32) / np.float32(255.0), params,
-                             self.meta["image_ids"][int(a["image"][k])], float(a["scale"][k]), top, left)
+                             np.asarray(a["clean"][k], dtype=np.float32) / np.float32(255.0), params, *source)
+
+    def patches(self, rows: Sequence[int], device: torch.device | str = "cpu") -> PatchStack:
+        """Patches ``rows`` (in that order) as :meth:`patch` gives them, stacked on ``device``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        params, sources = self._described(rows)
+        return PatchStack.from_uint8(self.arrays["degraded"][rows], self.arrays["clean"][rows], params, sources,
+                                     device)
 
 
 def _digest(degraded: np.ndarray) -> str:

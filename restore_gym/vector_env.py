@@ -24,7 +24,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from restore_gym.data import DegradedPatch, ImageSource
+from restore_gym.data import ImageSource, PatchStack
 from restore_gym.engine import NUM_ACTIONS, check_actions
 from restore_gym.env import (
     build_episodes,
@@ -39,9 +39,13 @@ from restore_gym.toolbox import Toolbox
 
 class RLRestoreVectorEnv(VectorEnv):
     """N RL-Restore episodes in lockstep; the arguments are those of :class:`RLRestoreEnv` plus ``num_envs``
-    and ``prefetch``: degrade each sub-environment's next patch on a worker thread while the tools run (the
+    and ``prefetch``: degrade the next patches of the sub-environments on a worker thread while the tools run (the
     same patches either way). By default on for CUDA, where the CPU is otherwise idle, and off for the CPU,
     where the tools already keep every core busy and the thread only adds contention.
+
+    The fresh patches of the sub-environments that start in one step are degraded together
+    (:func:`restore_gym.degrade.degrade_batch`: blur and noise on the environment's device), each the patch the
+    reference path draws with that sub-environment's generator.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2, "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -81,9 +85,10 @@ class RLRestoreVectorEnv(VectorEnv):
         self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
         self._test_index = np.arange(self.num_envs)
         self._started = False
-        # Each row's next patch is degraded ahead, on a worker thread, while the tools run: the row's
-        # generator is only ever used by its own draws, in order, so the patches are the same either way.
-        self._pending: list[Future | None] = [None] * self.num_envs
+        # The next patches of the rows that start together are degraded ahead, together, on a worker thread while
+        # the tools run: a row's generator is only ever used by its own draws, in order, so the patches are the
+        # same either way.
+        self._pending: list[tuple[Future, int] | None] = [None] * self.num_envs  # (job, position in it)
         if prefetch is None:
             prefetch = self.device.type == "cuda"
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="restore-gym-patches") if prefetch else None
@@ -104,28 +109,43 @@ class RLRestoreVectorEnv(VectorEnv):
             raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} sub-environments")
         return seeds
 
-    def _draw(self, row: int) -> DegradedPatch:
-        patch = self.supply.draw(self._rngs[row], int(self._test_index[row]))
+    def _draw(self, rows: np.ndarray) -> PatchStack:
+        """The next patch of each of ``rows``, degraded together."""
+        patches = self.supply.draw([self._rngs[row] for row in rows.tolist()], self._test_index[rows], self.device)
         if self.supply.test_set is not None:
-            self._test_index[row] += self.num_envs
-        return patch
+            self._test_index[rows] += self.num_envs
+        return patches
 
     def _start(self, rows: np.ndarray) -> None:
         """Start new episodes in ``rows``, from their prefetched patches where there are any."""
-        patches = [self._pending[row].result() if self._pending[row] else self._draw(row) for row in rows.tolist()]
-        self.batch.load(rows, patches)
+        prefetched: dict[int, tuple[Future, list[int], list[int]]] = {}
+        unprefetched = []
+        for row in rows.tolist():
+            if self._pending[row] is None:
+                unprefetched.append(row)
+                continue
+            future, position = self._pending[row]
+            self._pending[row] = None
+            group = prefetched.setdefault(id(future), (future, [], []))
+            group[1].append(row)
+            group[2].append(position)
+        for future, group_rows, positions in prefetched.values():
+            self.batch.load(np.array(group_rows), future.result().take(positions))
+        if unprefetched:
+            self.batch.load(np.array(unprefetched), self._draw(np.array(unprefetched)))
         if self._executor is not None:
-            for row in rows.tolist():
-                self._pending[row] = self._executor.submit(self._draw, row)
+            future = self._executor.submit(self._draw, rows.copy())
+            for position, row in enumerate(rows.tolist()):
+                self._pending[row] = (future, position)
 
     def _discard_prefetched(self, rows: np.ndarray) -> None:
         for row in rows.tolist():
             if self._pending[row] is not None:
-                self._pending[row].result()
+                self._pending[row][0].result()
                 self._pending[row] = None
 
     def close_extras(self, **kwargs: Any) -> None:
-        if self._executor is not None:
+        if getattr(self, "_executor", None) is not None:  # absent when __init__ raised
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 

@@ -6,11 +6,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.utils import seeding
 from gymnasium.utils.env_checker import check_env
 from PIL import Image
 
 import restore_gym  # noqa: F401  (registers the environments)
-from restore_gym.data import load_test_set
+from restore_gym.data import BuiltinImages, load_test_set
 from restore_gym.engine import STOP, ToolOutputError
 from restore_gym.env import RLRestoreEnv, observation_space
 from restore_gym.metrics import psnr
@@ -182,6 +183,30 @@ def test_vector_env_equals_single_envs_with_the_same_seeds(toolbox):
             assert rewards[i] == pytest.approx(reward, abs=1e-4) and terminated[i] == done
         ended = terminated
     assert vec.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
+
+
+def test_fresh_patches_are_the_reference_draws_of_each_generator(toolbox):
+    # The environments degrade the patches of a step together (degrade_batch); each must be the patch the
+    # reference path (ImageSource.sample_patch) draws with that row's generator, with its parameters and source.
+    source = BuiltinImages("train")
+    vec = RLRestoreVectorEnv(num_envs=4, toolbox=toolbox)
+    vec.reset(seed=30)
+    for _ in range(4):  # episodes started at a later step too, after the rows' first draws
+        vec.step(np.full(4, STOP))
+    vec.step(np.full(4, STOP))
+    for row in range(4):
+        rng = seeding.np_random(30 + row)[0]
+        for _ in range(3):
+            reference = source.sample_patch("moderate", rng)
+        np.testing.assert_array_equal(vec.batch.inputs[row].permute(1, 2, 0).numpy(), reference.degraded)
+        np.testing.assert_array_equal(vec.batch.clean[row].permute(1, 2, 0).numpy(), reference.clean)
+        info = vec.batch.info(row)
+        assert info["degradation"] == reference.params.as_dict()
+        assert info["patch_source"] == {"image": reference.image_id, "scale": reference.scale, "top": reference.top,
+                                        "left": reference.left}
+    env = RLRestoreEnv(toolbox=toolbox)
+    _, info = env.reset(seed=30)
+    assert info["degradation"] == source.sample_patch("moderate", seeding.np_random(30)[0]).params.as_dict()
 
 
 def test_vector_reset_mask_and_per_env_seeds(toolbox):
