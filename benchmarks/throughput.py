@@ -53,15 +53,12 @@ from restore_gym.degrade import (
     MARGIN,
     PATCH_SIZE,
     add_noise,
-    add_noise_batch,
+    add_noise_regions,
     as_float_image,
     blur,
-    blur_batch,
-    draw_noise,
+    blur_regions,
     jpeg,
     jpeg_batch,
-    to_uint8_batch,
-    uint8_to_float,
 )
 from restore_gym.devices import resolve_device
 from restore_gym.engine import PATCH_MODES, PRECISIONS, STOP, PatchSupply, run_tools
@@ -196,7 +193,7 @@ def reference_patches(source: BuiltinImages, rngs: Sequence[np.random.Generator]
 def batched_patches(source: BuiltinImages, rngs: Sequence[np.random.Generator], device: str, timer: PartTimer,
                     difficulty: str = "moderate") -> torch.Tensor:
     """The degraded patches of ``rngs`` together along the batched path (:meth:`ImageSource.sample_patches`'s
-    steps, :func:`restore_gym.degrade.degrade_batch`'s inside), timed part by part."""
+    steps, :func:`restore_gym.degrade.degrade_batch`'s stages inside), timed part by part."""
     scaled, inner = source.scaled_images(), slice(MARGIN, MARGIN + PATCH_SIZE)
     with timer("draw"):
         places = [source.draw_place(difficulty, rng) for rng in rngs]
@@ -206,10 +203,9 @@ def batched_patches(source: BuiltinImages, rngs: Sequence[np.random.Generator], 
                                              left - MARGIN : left + PATCH_SIZE + MARGIN]
                             for index, top, left, _ in places])
     with timer("blur"):
-        images = blur_batch(uint8_to_float(torch.from_numpy(regions).to(device)), [p.blur_sigma for p in params])
+        images = blur_regions(regions, [p.blur_sigma for p in params], device)
     with timer("noise"):
-        noise = torch.from_numpy(draw_noise(rngs, regions.shape[1:])).to(device)
-        pixels = to_uint8_batch(add_noise_batch(images, [p.noise_sigma for p in params], noise)).cpu().numpy()
+        pixels = add_noise_regions(images, [p.noise_sigma for p in params], rngs)
     with timer("jpeg"):
         compressed = jpeg_batch(pixels, [p.jpeg_quality for p in params])
     with timer("to_tensor"):

@@ -13,10 +13,11 @@ macro-blocks so the patch starts on the block grid of the region) and crops the 
 
 All randomness comes from the ``numpy.random.Generator`` passed in: the same seed gives the same bytes.
 
-:func:`degrade_batch` is the batched path the environments use: many regions at once, the blur and the
-noise in torch on the CPU or a GPU, the JPEG codec (the same Pillow call) per region. It draws the same
-noise from the same generators and rounds as the reference path does, so it gives the same bytes (the
-blur's float64 sums may add in another order, which has not changed a byte in the tests).
+:func:`degrade_batch` is the batched path the environments use: many regions at once, on a GPU the blur and
+the noise batched in torch (:func:`blur_batch`, :func:`add_noise_batch`), on the CPU the reference functions
+region by region on worker threads (faster there), and the JPEG codec (the same Pillow call) per region. It
+draws the same noise from the same generators and rounds as the reference path does, so it gives the same
+bytes (on a GPU the blur's float64 sums may add in another order, which has not changed a byte in the tests).
 """
 
 from __future__ import annotations
@@ -332,13 +333,17 @@ def to_uint8_batch(images: torch.Tensor) -> torch.Tensor:
     return (images * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def draw_noise(rngs: Sequence[np.random.Generator], shape: tuple[int, ...]) -> np.ndarray:
-    """The standard normal float32 noise :func:`add_noise` draws for an image of ``shape``, from each generator
-    in turn: len(rngs) x shape."""
+def _check_generators(rngs: Sequence[np.random.Generator]) -> None:
     for rng in rngs:
         check_generator(rng)
     if len({id(rng) for rng in rngs}) != len(rngs):
         raise ValueError("each image needs its own generator: the same one twice would draw in another order")
+
+
+def draw_noise(rngs: Sequence[np.random.Generator], shape: tuple[int, ...]) -> np.ndarray:
+    """The standard normal float32 noise :func:`add_noise` draws for an image of ``shape``, from each generator
+    in turn: len(rngs) x shape."""
+    _check_generators(rngs)
     noise = np.empty((len(rngs), *shape), dtype=np.float32)
     _each(len(rngs), lambda k: rngs[k].standard_normal(dtype=np.float32, out=noise[k]))
     return noise
@@ -357,6 +362,47 @@ def jpeg_batch(pixels: np.ndarray, qualities: Sequence[int]) -> np.ndarray:
     return out
 
 
+def blur_regions(regions: np.ndarray, sigmas: Sequence[float], device: torch.device | str = "cpu") -> torch.Tensor:
+    """The first stage of :func:`degrade_batch`: N uint8 regions (N x H x W x 3) as float32 in [0, 1], each
+    blurred with its sigma; an N x H x W x 3 tensor on ``device``.
+
+    On the CPU each region goes through :func:`blur` on the worker threads (scipy releases the GIL, and on a
+    2-core CPU this beat the batched matrix products by half); on other devices :func:`blur_batch` runs.
+    """
+    if torch.device(device).type != "cpu":
+        return blur_batch(uint8_to_float(torch.from_numpy(regions).to(device)), sigmas)
+    out = np.empty(regions.shape, dtype=np.float32)
+
+    def work(k: int) -> None:
+        out[k] = blur(as_float_image(regions[k]), float(sigmas[k]))
+
+    _each(len(regions), work)
+    return torch.from_numpy(out)
+
+
+def add_noise_regions(images: torch.Tensor, sigmas: Sequence[float], rngs: Sequence[np.random.Generator]
+                      ) -> np.ndarray:
+    """The second stage of :func:`degrade_batch`: :func:`add_noise` of each float32 image (N x H x W x 3, on any
+    device) with its sigma and its own generator, rounded to 8 bits; N x H x W x 3 uint8 on the CPU.
+
+    On the CPU each image goes through :func:`add_noise` on the worker threads; on other devices the noise is
+    drawn on the worker threads and added by :func:`add_noise_batch` on the device.
+    """
+    _check_generators(rngs)
+    if len(rngs) != len(images):
+        raise ValueError(f"got {len(rngs)} generators for {len(images)} images")
+    if images.device.type != "cpu":
+        noise = torch.from_numpy(draw_noise(rngs, tuple(images.shape[1:]))).to(images.device)
+        return to_uint8_batch(add_noise_batch(images, sigmas, noise)).cpu().numpy()
+    pixels, out = images.numpy(), np.empty(images.shape, dtype=np.uint8)
+
+    def work(k: int) -> None:
+        out[k] = to_uint8(add_noise(pixels[k], float(sigmas[k]), rngs[k]))
+
+    _each(len(rngs), work)
+    return out
+
+
 def degrade_batch(
     regions: np.ndarray,
     params: Sequence[DegradationParams],
@@ -366,17 +412,17 @@ def degrade_batch(
     """:func:`degrade` of N uint8 regions (N x H x W x 3), region k with ``params[k]`` and its noise drawn from
     ``rngs[k]`` (distinct generators, each advanced as :func:`degrade` advances it); returns uint8 N x H x W x 3.
 
-    Blur and noise run batched in torch on ``device``, the JPEG codec per region on the CPU. The result equals
-    :func:`degrade`'s (the float32 values of these bytes) up to the order of float64 additions in the blur: in
-    practice bit for bit.
+    Three stages over all regions: :func:`blur_regions` and :func:`add_noise_regions` (batched in torch on a
+    GPU, the reference functions on worker threads on the CPU), then :func:`jpeg_batch`. The result equals
+    :func:`degrade`'s (the float32 values of these bytes); on a GPU up to the order of the blur's float64
+    additions, which has not changed a byte in the tests.
     """
     regions = np.asarray(regions)
     if regions.ndim != 4 or regions.shape[-1] != 3 or regions.dtype != np.uint8:
         raise ValueError(f"expected N x H x W x 3 uint8 regions, got {regions.dtype} {regions.shape}")
     if not len(params) == len(rngs) == len(regions):
         raise ValueError(f"got {len(regions)} regions, {len(params)} parameter sets and {len(rngs)} generators")
-    noise = torch.from_numpy(draw_noise(rngs, regions.shape[1:])).to(device)
-    images = uint8_to_float(torch.from_numpy(regions).to(device))
-    images = blur_batch(images, [p.blur_sigma for p in params])
-    images = add_noise_batch(images, [p.noise_sigma for p in params], noise)
-    return jpeg_batch(to_uint8_batch(images).cpu().numpy(), [p.jpeg_quality for p in params])
+    _check_generators(rngs)
+    images = blur_regions(regions, [p.blur_sigma for p in params], device)
+    pixels = add_noise_regions(images, [p.noise_sigma for p in params], rngs)
+    return jpeg_batch(pixels, [p.jpeg_quality for p in params])
