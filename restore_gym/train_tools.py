@@ -82,11 +82,12 @@ class TrainConfig:
     prior_tool_prob: float = 0.2
     prior_tools: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11, 12)
     prior_toolbox: str = "v2"
+    balance_difficulties: bool = False
 
     def draw(self) -> DrawConfig:
         """The distortion draw of this config (:class:`restore_gym.tool_data.DrawConfig`)."""
         return DrawConfig(self.context, tuple(self.level_sums), self.slight_prob, self.off_band_prob,
-                          self.prior_tool_prob, tuple(self.prior_tools))
+                          self.prior_tool_prob, tuple(self.prior_tools), self.balance_difficulties)
 
     def load_prior_toolbox(self) -> Toolbox | None:
         """The toolbox whose tools run before the trained one (a shipped variant's name or a file), if any."""
@@ -370,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--context", choices=("slight", "mdp"), help="what comes with a tool's own distortion")
     parser.add_argument("--prior-toolbox", help="shipped variant (v2) or toolbox file whose tools run before the "
                         "trained one on a share of the patches")
+    parser.add_argument("--balance-difficulties", action="store_true", default=None,
+                        help="draw the MDP's level triples with mild, moderate and severe alike")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--jobs", type=int, default=1, help="tools trained at once, each in its own process with "
                         "an equal share of the threads (default: %(default)s)")

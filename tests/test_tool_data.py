@@ -1,9 +1,12 @@
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
 
 from restore_gym import tool_data as td
 from restore_gym.data import BuiltinImages
+from restore_gym.degrade import LEVEL_SUM_RANGES
 from restore_gym.degrade import allowed_triples as difficulty_triples
 from restore_gym.toolbox import TOOL_SPECS, Toolbox
 
@@ -79,6 +82,35 @@ def test_configured_shares_of_slight_and_off_band_draws():
     assert off_band == pytest.approx(0.5 * (1 - in_band_share), abs=0.05)
     narrow = td.DrawConfig(context="mdp", level_sums=(9, 11))
     assert all(9 <= sum(td.mdp_params(spec, narrow, rng).levels) - 2 <= 11 for _ in range(100))
+
+
+def difficulty_of(levels):
+    return next(d for d, (low, high) in LEVEL_SUM_RANGES.items() if low <= sum(levels) - 2 <= high)
+
+
+def test_balanced_draws_weigh_the_difficulties_alike_and_keep_the_band():
+    spec = TOOL_SPECS[7]
+    uniform, balanced = (td.DrawConfig(context="mdp", balance_difficulties=b) for b in (False, True))
+    rng = np.random.default_rng(5)
+    counts = {name: Counter(difficulty_of(td.mdp_params(spec, config, rng).levels) for _ in range(3000))
+              for name, config in (("uniform", uniform), ("balanced", balanced))}
+    for difficulty in LEVEL_SUM_RANGES:
+        assert counts["balanced"][difficulty] / 3000 == pytest.approx(1 / 3, abs=0.03)
+    assert counts["uniform"]["mild"] / 3000 < 0.12  # 18 of tool 8's 214 in-band triples are mild
+    assert all(in_band(spec, td.mdp_params(spec, balanced, rng).noise_sigma) for _ in range(200))
+    # Groups: the allowed triples of each difficulty, nothing lost, nothing shared.
+    groups = td.difficulty_groups((9, 20), spec)
+    assert sorted(t for group in groups for t in group) == sorted(td.allowed_triples((9, 20), spec))
+    assert len(td.difficulty_groups((1, 20))) == 4  # level sums below mild form a group of their own
+
+
+def test_the_unbalanced_draw_is_unchanged():
+    """The default draw consumes the generator as it did when toolbox v3's first round was trained."""
+    spec, rng = TOOL_SPECS[2], np.random.default_rng(11)
+    allowed = td.allowed_triples((9, 20), spec)
+    expected = np.random.default_rng(11)
+    expected.random()  # the off-band coin
+    assert td.mdp_params(spec, MDP, rng).levels == allowed[int(expected.integers(len(allowed)))]
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -141,7 +141,7 @@ def test_the_draw_is_recorded_and_resuming_under_another_draw_is_refused(tmp_pat
     path = tt.train_toolbox(tmp_path / "done", [1], "builtin", config, progress=False)
     recorded = Toolbox.load(path).metadata["config"]
     assert (recorded["context"], recorded["slight_prob"], recorded["prior_toolbox"]) == ("mdp", 0.15, "v2")
-    assert tuple(recorded["level_sums"]) == (9, 20)
+    assert tuple(recorded["level_sums"]) == (9, 20) and recorded["balance_difficulties"] is False
     interrupt_after_the_last_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         tt.train_tool(spec, source, source, tmp_path, config, torch.device("cpu"), progress=False)
@@ -149,6 +149,10 @@ def test_the_draw_is_recorded_and_resuming_under_another_draw_is_refused(tmp_pat
     slight = tt.TrainConfig(**{**config.__dict__, "context": "slight"})
     with pytest.raises(ValueError, match=r"another config \(context: 'mdp' there, 'slight' here\)"):
         tt.train_tool(spec, source, source, tmp_path, slight, torch.device("cpu"), progress=False)
+    balanced = tt.TrainConfig(**{**config.__dict__, "balance_difficulties": True})
+    assert balanced.draw().balance_difficulties
+    with pytest.raises(ValueError, match=r"another config \(balance_difficulties: False there, True here\)"):
+        tt.train_tool(spec, source, source, tmp_path, balanced, torch.device("cpu"), progress=False)
 
 
 def test_a_finished_tool_is_reused_only_under_its_own_config(tmp_path):
