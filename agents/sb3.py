@@ -74,8 +74,9 @@ TRAINER_KEYS: tuple[str, ...] = (
     "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model",
     "replay_buffer_class", "rollout_buffer_class",
 )
-# Environment arguments fixed by the trainer: training uses the train split, evaluation the test split.
-TRAINER_ENV_KEYS: tuple[str, ...] = ("num_envs", "split", "toolbox", "device", "render_mode")
+# Environment arguments fixed by the trainer: training uses the train split, evaluation the test split, and the
+# SB3 adapter resets finished sub-environments itself.
+TRAINER_ENV_KEYS: tuple[str, ...] = ("num_envs", "split", "toolbox", "device", "render_mode", "autoreset_mode")
 
 
 # Names that moved into the library resolve there, with a DeprecationWarning.

@@ -19,6 +19,12 @@ starts per step). From a patch's cost and the episodes each run started per tool
 ratio the environment could reach if everything but the tools and the patches were free:
 ``1 / (1 + raw applications/s x episodes per application x seconds per patch)``.
 
+The vector environment can be measured with its patch prefetching on, off or as the library builds it
+(``--prefetch on,off,default``) and in either autoreset mode (``--autoreset next_step,same_step``: in SAME_STEP
+every row acts at every step, in NEXT_STEP a row whose episode ended spends the next step being reset); every
+combination asked for gets its row, the floors are judged for each, and the library's default combination is
+marked.
+
 bfloat16 is judged on the frozen test sets too: the shipped agent restores each of them with its tools in
 float32 and in bfloat16, and the benchmark reports the mean final PSNR of both. Floors (CPU, N = 64, float32,
 one run): the pool at least 95% of the raw toolbox's tool applications per second, fresh patches at least 85%.
@@ -27,12 +33,14 @@ Writes ``throughput.json`` and ``throughput.md`` to ``--out`` (default ``benchma
 
     python -m benchmarks.throughput [--seconds 5] [--sizes 1,16,64,256] [--devices cpu,cuda]
         [--patches fresh,pool] [--precisions float32,bfloat16] [--bfloat16-sizes 1,16] [--pool-size 100000]
-        [--psnr-patches N] [--no-psnr | --psnr-only]
+        [--prefetch default,on,off] [--autoreset next_step,same_step] [--psnr-patches N] [--no-psnr | --psnr-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import itertools
 import json
 import subprocess
 import sys
@@ -66,12 +74,19 @@ from restore_gym.lstm_dqn import LSTMDQNPolicy
 from restore_gym.records import provenance, write_json_atomic, write_text_atomic
 from restore_gym.rollout import run_one_episode_each
 from restore_gym.toolbox import NUM_TOOLS, Toolbox
-from restore_gym.vector_env import RLRestoreVectorEnv
+from restore_gym.vector_env import SUPPORTED_AUTORESET_MODES, RLRestoreVectorEnv, check_autoreset_mode
 
 RESULTS = Path(__file__).parent / "results"
 PARTS: tuple[str, ...] = ("draw", "crop", "blur", "noise", "jpeg", "to_tensor")
 PART_BATCH = 32  # fresh patches degraded together in the batched path's timing (N = 64 starts ~36 per step)
 FLOORS: dict[str, float] = {"pool": 0.95, "fresh": 0.85}  # CPU, N = 64, float32: env tools / raw
+# --prefetch: the vector environment's keyword arguments of each choice ("default": as the library builds it).
+PREFETCH_CHOICES: dict[str, dict[str, bool]] = {"default": {}, "on": {"prefetch": True}, "off": {"prefetch": False}}
+AUTORESET_CHOICES: tuple[str, ...] = tuple(mode.name.lower() for mode in SUPPORTED_AUTORESET_MODES)
+_VECTOR_DEFAULTS = inspect.signature(RLRestoreVectorEnv).parameters
+LIBRARY_PREFETCH: bool = _VECTOR_DEFAULTS["prefetch"].default
+LIBRARY_AUTORESET: str = check_autoreset_mode(_VECTOR_DEFAULTS["autoreset_mode"].default).name.lower()
+LIBRARY_DEFAULT: str = f"prefetch {'on' if LIBRARY_PREFETCH else 'off'}, autoreset {LIBRARY_AUTORESET}"
 _STARTUP_SCRIPT = """
 import time, torch
 start = time.perf_counter()
@@ -108,14 +123,15 @@ def single_env_rate(seconds: float, seed: int = 0) -> dict:
 
 def interleaved_rates(toolbox: Toolbox, num_envs: int, device: str, seconds: float, seed: int = 0,
                       patches: str = "fresh", precision: str = "float32", pool_size: int = 100_000,
-                      rounds: int = 5) -> dict:
+                      rounds: int = 5, prefetch: str = "default", autoreset: str = LIBRARY_AUTORESET) -> dict:
     """The vector environment under a random policy and the raw toolbox beside it, measured in alternating
     slices (``rounds`` of each, ``seconds`` in all for each) so that a change in the machine's speed during the
     run affects both alike: environment steps and tool applications per second, the new episodes started per
     tool application, and the raw toolbox's applications per second on batches of ``num_envs`` random patches
-    (uniform tool mix, same precision, through :func:`restore_gym.engine.run_tools` as the environment runs it)."""
+    (uniform tool mix, same precision, through :func:`restore_gym.engine.run_tools` as the environment runs it).
+    ``prefetch`` is one of :data:`PREFETCH_CHOICES`, ``autoreset`` the environment's ``autoreset_mode``."""
     vec = gym.make_vec("RLRestore-v0", num_envs=num_envs, device=device, patches=patches, pool_size=pool_size,
-                       precision=precision)
+                       precision=precision, autoreset_mode=autoreset, **PREFETCH_CHOICES[prefetch])
     rng = np.random.default_rng(seed)
     images = torch.rand(num_envs, 3, PATCH_SIZE, PATCH_SIZE, device=device)
     vec.reset(seed=seed)
@@ -133,7 +149,7 @@ def interleaved_rates(toolbox: Toolbox, num_envs: int, device: str, seconds: flo
         while time.perf_counter() - start < seconds / rounds:
             _, _, terminated, _, _ = vec.step(rng.integers(0, STOP + 1, num_envs))
             steps += num_envs
-            episodes += int(terminated.sum())  # each starts a new episode at the next step (autoreset)
+            episodes += int(terminated.sum())  # each starts a new episode (at this step or the next)
         _sync(device)
         env_time += time.perf_counter() - start
         start = time.perf_counter()
@@ -289,26 +305,33 @@ def startup_seconds(repeats: int = 3) -> float:
     return min(times)
 
 
-def floors(rows: list[dict]) -> dict[str, dict]:
-    """The floors that this run's rows can judge (CPU, N = 64, float32): each mode's ratio and whether it met
-    its floor."""
-    out = {}
-    for row in rows:
-        if (row["device"], row["num_envs"], row["precision"]) == ("cpu", 64, "float32") and row["patches"] in FLOORS:
-            floor = FLOORS[row["patches"]]
-            out[row["patches"]] = {"ratio": row["tool_ratio"], "floor": floor, "met": row["tool_ratio"] >= floor}
-    return out
+def is_library_default(row: dict) -> bool:
+    """Whether ``row`` measured the vector environment as the library builds it (its prefetching and autoreset)."""
+    prefetch = PREFETCH_CHOICES[row["prefetch"]].get("prefetch", LIBRARY_PREFETCH)
+    return prefetch == LIBRARY_PREFETCH and row["autoreset"] == LIBRARY_AUTORESET
+
+
+def floors(rows: list[dict]) -> list[dict]:
+    """The floors that this run's rows can judge (CPU, N = 64, float32): per patch mode, prefetching and autoreset
+    mode measured, the ratio, its floor, whether it met it and whether the row is the library's default."""
+    judged = [row for row in rows if row["patches"] in FLOORS
+              and (row["device"], row["num_envs"], row["precision"]) == ("cpu", 64, "float32")]
+    return [{"patches": row["patches"], "prefetch": row["prefetch"], "autoreset": row["autoreset"],
+             "library_default": is_library_default(row), "ratio": row["tool_ratio"], "floor": FLOORS[row["patches"]],
+             "met": row["tool_ratio"] >= FLOORS[row["patches"]]} for row in judged]
 
 
 def speedups(rows: list[dict]) -> list[dict]:
-    """bfloat16 over float32 per device, N and patch mode: environment and raw toolbox tool applications/s."""
-    index = {(r["device"], r["num_envs"], r["patches"], r["precision"]): r for r in rows}
+    """bfloat16 over float32 per device, N, patch mode, prefetching and autoreset mode: environment and raw toolbox
+    tool applications/s."""
+    index = {(r["device"], r["num_envs"], r["patches"], r["prefetch"], r["autoreset"], r["precision"]): r
+             for r in rows}
     out = []
-    for (device, n, patches, precision), half in index.items():
-        full = index.get((device, n, patches, "float32"))
+    for (device, n, patches, prefetch, autoreset, precision), half in index.items():
+        full = index.get((device, n, patches, prefetch, autoreset, "float32"))
         if precision == "bfloat16" and full is not None:
-            out.append({"device": device, "num_envs": n, "patches": patches,
-                        "env": half["tools_per_s"] / full["tools_per_s"],
+            out.append({"device": device, "num_envs": n, "patches": patches, "prefetch": prefetch,
+                        "autoreset": autoreset, "env": half["tools_per_s"] / full["tools_per_s"],
                         "raw": half["raw_tools_per_s"] / full["raw_tools_per_s"]})
     return out
 
@@ -324,18 +347,21 @@ def markdown(result: dict) -> str:
         f"reference per-patch path)"
         + ("" if result["pool_patch_s"] is None else f"; a pool patch: {1e3 * result['pool_patch_s']:.3f} ms"),
         "",
-        "| device | N | patches | precision | env steps/s | env tool applications/s | raw toolbox applications/s "
-        "| env tools / raw | new episodes per tool application | ceiling (tools and new patches only) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| device | N | patches | precision | prefetch | autoreset | env steps/s | env tool applications/s "
+        "| raw toolbox applications/s | env tools / raw | new episodes per tool application "
+        "| ceiling (tools and new patches only) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["vector"]:
         lines.append(f"| {row['device']} | {row['num_envs']} | {row['patches']} | {row['precision']} | "
+                     f"{row['prefetch']} | {row['autoreset']} | "
                      f"{row['steps_per_s']:.0f} | {row['tools_per_s']:.0f} | {row['raw_tools_per_s']:.0f} | "
                      f"{100 * row['tool_ratio']:.0f}% | {row['episodes_per_tool']:.2f} | {100 * row['ceiling']:.0f}% |")
     if result["floors"]:
-        lines += ["", "Floors (CPU, N = 64, float32): " + "; ".join(
-            f"{mode} {100 * f['ratio']:.1f}% (floor {100 * f['floor']:.0f}%: {'met' if f['met'] else 'MISSED'})"
-            for mode, f in result["floors"].items())]
+        lines += ["", f"Floors (CPU, N = 64, float32; * marks the library's default, {LIBRARY_DEFAULT}): " + "; ".join(
+                      f"{f['patches']}, prefetch {f['prefetch']}, {f['autoreset']}{'*' if f['library_default'] else ''}"
+                      f" {100 * f['ratio']:.1f}% (floor {100 * f['floor']:.0f}%: {'met' if f['met'] else 'MISSED'})"
+                      for f in result["floors"])]
     lines += ["", f"One fresh patch, part by part (ms per patch; batched: {result['part_batch']} patches together on "
               f"{result['part_device']}):", "",
               "| part | reference per-patch path | batched path |", "|---|---|---|"]
@@ -343,9 +369,10 @@ def markdown(result: dict) -> str:
         lines.append(f"| {part} | {1e3 * parts['before'][part]:.3f} | {1e3 * parts['after'][part]:.3f} |")
     if result["speedups"]:
         lines += ["", "bfloat16 over float32 (tool applications/s):", "",
-                  "| device | N | patches | environment | raw toolbox |", "|---|---|---|---|---|"]
-        lines += [f"| {s['device']} | {s['num_envs']} | {s['patches']} | {s['env']:.2f}x | {s['raw']:.2f}x |"
-                  for s in result["speedups"]]
+                  "| device | N | patches | prefetch | autoreset | environment | raw toolbox |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {s['device']} | {s['num_envs']} | {s['patches']} | {s['prefetch']} | {s['autoreset']} | "
+                  f"{s['env']:.2f}x | {s['raw']:.2f}x |" for s in result["speedups"]]
     if result["bfloat16_psnr"]:
         lines += ["", f"The shipped agent on the frozen test sets ({result['bfloat16_psnr_device']}), tools in float32 "
                   "and in bfloat16:", "",
@@ -383,6 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patches", default=",".join(PATCH_MODES), help="patch modes: fresh, pool")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="tool precisions: float32, bfloat16")
     parser.add_argument("--pool-size", type=int, default=100_000, help="patches in the pool (built once, cached)")
+    parser.add_argument("--prefetch", default="default", help="the vector environment's patch prefetching: on, "
+                        f"off, default (as the library builds it; its default is {LIBRARY_DEFAULT})")
+    parser.add_argument("--autoreset", default=LIBRARY_AUTORESET, help="the vector environment's autoreset modes: "
+                        f"{', '.join(AUTORESET_CHOICES)} (default: the library's)")
     parser.add_argument("--psnr-patches", type=int, help="only the first N patches of each test set for the "
                         "bfloat16 PSNR comparison (default: all)")
     psnr = parser.add_mutually_exclusive_group()
@@ -398,12 +429,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         resolve_device(device)
     if args.psnr_only:
         result = json.loads((out / "throughput.json").read_text())
+        if any("prefetch" not in row or "autoreset" not in row for row in result["vector"]):
+            raise SystemExit(f"{out / 'throughput.json'} predates the prefetch and autoreset columns: run the "
+                             "benchmark again (without --psnr-only)")
         result["bfloat16_psnr_device"] = devices[-1]
         result["bfloat16_psnr"] = bfloat16_psnr(devices[-1], args.psnr_patches)
         _write(result, out)
         return 0
     modes = _choices(args.patches, PATCH_MODES, "patches")
     precisions = _choices(args.precisions, PRECISIONS, "precisions")
+    prefetches = _choices(args.prefetch, tuple(PREFETCH_CHOICES), "prefetch")
+    autoresets = _choices(args.autoreset, AUTORESET_CHOICES, "autoreset")
     sizes = {"float32": [int(n) for n in args.sizes.split(",")]}
     sizes["bfloat16"] = [int(n) for n in args.bfloat16_sizes.split(",")] if args.bfloat16_sizes else sizes["float32"]
     toolbox = Toolbox.pretrained()
@@ -413,16 +449,18 @@ def main(argv: Sequence[str] | None = None) -> int:
               "startup_s": startup_seconds(), "fresh_patch_parts": parts, "part_batch": PART_BATCH,
               "part_device": parts_device, "fresh_patch_s": parts["after"]["total"],
               "pool_patch_s": pool_patch_seconds(parts_device, args.pool_size) if "pool" in modes else None,
-              "single": single_env_rate(args.seconds), "vector": []}
+              "single": single_env_rate(args.seconds), "vector": [],
+              "library_default": {"prefetch": LIBRARY_PREFETCH, "autoreset": LIBRARY_AUTORESET}}
     patch_seconds = {"fresh": result["fresh_patch_s"], "pool": result["pool_patch_s"]}
     for device in devices:
         toolbox.to(device)
         for n in sorted({n for precision in precisions for n in sizes[precision]}):
             for precision in (p for p in precisions if n in sizes[p]):
-                for mode in modes:
+                for mode, prefetch, autoreset in itertools.product(modes, prefetches, autoresets):
                     row = {"device": device, "num_envs": n, "patches": mode, "precision": precision,
+                           "prefetch": prefetch, "autoreset": autoreset,
                            **interleaved_rates(toolbox, n, device, args.seconds, patches=mode, precision=precision,
-                                               pool_size=args.pool_size)}
+                                               pool_size=args.pool_size, prefetch=prefetch, autoreset=autoreset)}
                     row["tool_ratio"] = row["tools_per_s"] / row["raw_tools_per_s"]
                     row["ceiling"] = ceiling(row["raw_tools_per_s"], row["episodes_per_tool"], patch_seconds[mode])
                     result["vector"].append(row)

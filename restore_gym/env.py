@@ -137,20 +137,34 @@ def _to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
     return images.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def observe(batch: PatchBatch, mode: str) -> dict[str, np.ndarray] | np.ndarray:
-    """The batched observation of every episode of ``batch`` (leading dimension N)."""
-    steps = batch.steps.copy()
+def observe(batch: PatchBatch, mode: str, rows: np.ndarray | None = None) -> dict[str, np.ndarray] | np.ndarray:
+    """The batched observation of every episode of ``batch`` (leading dimension N), or of those in ``rows`` only."""
+    if rows is None:
+        images, steps, previous_tools = batch.images, batch.steps.copy(), batch.previous
+    else:
+        images = batch.images.index_select(0, torch.as_tensor(rows, dtype=torch.long, device=batch.device))
+        steps, previous_tools = batch.steps[rows], batch.previous[rows]
+    count = len(steps)
     if mode == "image":
-        frames = np.empty((batch.num, PATCH_SIZE, PATCH_SIZE, 5), dtype=np.uint8)
-        frames[..., :3] = _to_uint8_hwc(batch.images)
-        frames[..., 3] = np.round(255.0 * (batch.previous + 1) / NUM_TOOLS).astype(np.uint8)[:, None, None]
+        frames = np.empty((count, PATCH_SIZE, PATCH_SIZE, 5), dtype=np.uint8)
+        frames[..., :3] = _to_uint8_hwc(images)
+        frames[..., 3] = np.round(255.0 * (previous_tools + 1) / NUM_TOOLS).astype(np.uint8)[:, None, None]
         frames[..., 4] = (85 * steps).astype(np.uint8)[:, None, None]
         return frames
-    previous = np.zeros((batch.num, NUM_TOOLS), dtype=np.float32)
-    used = batch.previous >= 0
-    previous[np.nonzero(used)[0], batch.previous[used]] = 1.0
-    image = batch.images.to("cpu", copy=True).numpy() if mode == "dict" else _to_uint8_hwc(batch.images)
+    previous = np.zeros((count, NUM_TOOLS), dtype=np.float32)
+    used = previous_tools >= 0
+    previous[np.nonzero(used)[0], previous_tools[used]] = 1.0
+    image = images.to("cpu", copy=True).numpy() if mode == "dict" else _to_uint8_hwc(images)
     return {"image": image, "previous_tool": previous, "step": steps}
+
+
+def observation_row(obs: dict[str, np.ndarray] | np.ndarray, row: int) -> Any:
+    """Row ``row`` of a batched observation (:func:`observe`) as the single environment returns it: a copy, its
+    ``step`` an int."""
+    if isinstance(obs, np.ndarray):
+        return obs[row].copy()
+    return {"image": obs["image"][row].copy(), "previous_tool": obs["previous_tool"][row].copy(),
+            "step": int(obs["step"][row])}
 
 
 def render_batch_row(batch: PatchBatch, row: int) -> np.ndarray:
@@ -217,10 +231,7 @@ class RLRestoreEnv(gym.Env):
         self.batch.listeners.append(listener)
 
     def _observation(self) -> Any:
-        obs = observe(self.batch, self.observation_mode)
-        if isinstance(obs, np.ndarray):
-            return obs[0]
-        return {"image": obs["image"][0], "previous_tool": obs["previous_tool"][0], "step": int(obs["step"][0])}
+        return observation_row(observe(self.batch, self.observation_mode), 0)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         super().reset(seed=seed)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from restore_gym.vector_env import RLRestoreVectorEnv
 
@@ -22,8 +23,12 @@ def run_one_episode_each(vec: RLRestoreVectorEnv, policy: Policy, seed: int | No
     """Run every sub-environment through one episode from ``vec.reset(seed=seed)``.
 
     Returns per episode: ``psnr_input``, ``psnr_final``, ``chains`` (0-based tool ids) and ``final_images``
-    (N x 3 x H x W float32, the image each episode ended with).
+    (N x 3 x H x W float32, the image each episode ended with). ``vec`` must autoreset at the next step
+    (``AutoresetMode.NEXT_STEP``, the default), which leaves each final image in ``vec.batch`` for a step.
     """
+    if vec.autoreset_mode is not AutoresetMode.NEXT_STEP:
+        raise ValueError(f"run_one_episode_each needs a vector environment in AutoresetMode.NEXT_STEP, got "
+                         f"{vec.autoreset_mode}")
     obs, info = vec.reset(seed=seed)
     psnr_input = info["psnr_input"].copy()
     final = np.full(vec.num_envs, np.nan)

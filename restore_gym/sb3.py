@@ -40,20 +40,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from restore_gym.engine import EpisodeListener, check_actions
-from restore_gym.env import render_batch_row
+from restore_gym.env import observation_row, render_batch_row
 from restore_gym.vector_env import RLRestoreVectorEnv
-
-
-def _single_observation(obs: VecEnvObs, row: int) -> Any:
-    """Observation ``row`` of a batch, as the single environment returns it."""
-    if isinstance(obs, np.ndarray):
-        return obs[row].copy()
-    return {"image": obs["image"][row].copy(), "previous_tool": obs["previous_tool"][row].copy(),
-            "step": int(obs["step"][row])}
-
 
 # Vector-environment attributes whose per-environment meaning lives under another name.
 _PER_ENV_ATTRIBUTES = {"observation_space": "single_observation_space", "action_space": "single_action_space"}
@@ -62,7 +54,8 @@ _PER_ENV_ATTRIBUTES = {"observation_space": "single_observation_space", "action_
 class RLRestoreSB3VecEnv(VecEnv):
     """N RL-Restore episodes as an SB3 ``VecEnv``; ``num_envs`` and the keyword arguments of
     :class:`RLRestoreVectorEnv` (difficulty, split, source, toolbox, device, observation, end_on_psnr_drop,
-    quantize, render_mode). See the module docstring for the semantics."""
+    quantize, render_mode; not ``autoreset_mode``: the adapter resets finished sub-environments itself, on a
+    NEXT_STEP vector environment). See the module docstring for the semantics."""
 
     def __init__(self, num_envs: int = 1, **env_kwargs: Any) -> None:
         self._attach(RLRestoreVectorEnv(num_envs, **env_kwargs))
@@ -77,6 +70,9 @@ class RLRestoreSB3VecEnv(VecEnv):
         return adapter
 
     def _attach(self, vector_env: RLRestoreVectorEnv) -> None:
+        if vector_env.autoreset_mode is not AutoresetMode.NEXT_STEP:
+            raise ValueError(f"RLRestoreSB3VecEnv resets finished sub-environments itself and needs a vector "
+                             f"environment in AutoresetMode.NEXT_STEP (the default), got {vector_env.autoreset_mode}")
         self.vector_env = vector_env
         self._actions: np.ndarray | None = None
         self._started = False
@@ -123,7 +119,7 @@ class RLRestoreSB3VecEnv(VecEnv):
         ended = np.nonzero(dones)[0].tolist()
         if ended:
             for row in ended:
-                infos[row]["terminal_observation"] = _single_observation(obs, row)
+                infos[row]["terminal_observation"] = observation_row(obs, row)
             obs, _ = self.vector_env.reset(options={"reset_mask": dones})
             for row in ended:
                 self.reset_infos[row] = batch.info(row)

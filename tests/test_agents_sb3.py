@@ -180,6 +180,8 @@ def test_schedules_and_class_names_resolve(tmp_path):
     ({"policy": "MultiInputPolicy", "policy_kwargs": "dict(net_arch=[64])"}, "policy_kwargs must be a mapping"),
     ({"policy": "MultiInputPolicy", "policy_kwargs": {"activation_fn": "Swish"}}, "'Swish' is not a known name"),
     ({"policy": "MultiInputPolicy", "env_kwargs": {"split": "test"}}, "env_kwargs 'split' is set by the trainer"),
+    ({"policy": "MultiInputPolicy", "env_kwargs": {"autoreset_mode": "same_step"}},
+     "env_kwargs 'autoreset_mode' is set by the trainer"),
     ({"policy": "MultiInputPolicy", "env_kwargs": {"colour": "red"}}, r"unknown env_kwargs key 'colour'.*observation"),
 ])
 def test_bad_hyperparameters_name_the_key_the_file_and_the_valid_keys(tmp_path, block, message):

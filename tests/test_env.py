@@ -1,4 +1,7 @@
+import gc
+import inspect
 import pickle
+import sys
 import warnings
 from pathlib import Path
 
@@ -306,6 +309,26 @@ def test_prefetching_patches_changes_nothing(toolbox, split):
 
     for a, b in zip(run(False), run(True)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_environment_dropped_while_it_prefetches_closes_cleanly(toolbox, monkeypatch):
+    # The prefetching thread holds no reference to the environment: were the last one dropped there, the
+    # environment's close would wait on that very thread ("cannot join current thread").
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    vec = RLRestoreVectorEnv(num_envs=2, toolbox=toolbox)
+    vec.reset(seed=0)  # hands the next patches to the prefetching thread
+    executor = vec._executor
+    del vec
+    gc.collect()
+    executor.shutdown(wait=True)
+    assert unraisable == []
+
+
+def test_prefetching_is_on_by_default_and_must_be_a_bool(toolbox):
+    assert inspect.signature(RLRestoreVectorEnv).parameters["prefetch"].default is True
+    with pytest.raises(TypeError, match="prefetch must be True or False, got None"):
+        RLRestoreVectorEnv(num_envs=2, toolbox=toolbox, prefetch=None)
 
 
 @pytest.mark.parametrize(("name", "value"), [("quantize", "no"), ("end_on_psnr_drop", "False"), ("quantize", 1),

@@ -30,18 +30,40 @@ def test_the_benchmark_writes_rates_ratios_parts_and_precisions(tmp_path):
     assert {s["patches"] for s in result["speedups"]} == {"fresh", "pool"}
     psnr = result["bfloat16_psnr"]
     assert set(psnr) == {"mild", "moderate", "severe"} and all(r["patches"] == 2 for r in psnr.values())
-    assert result["floors"] == {}  # only a CPU run at N = 64 judges them
+    assert result["floors"] == []  # only a CPU run at N = 64 judges them
+    assert result["library_default"] == {"prefetch": True, "autoreset": "next_step"}
+    assert {(row["prefetch"], row["autoreset"]) for row in rows.values()} == {("default", "next_step")}
     text = (tmp_path / "throughput.md").read_text()
     assert "ceiling (tools and new patches only)" in text and "| blur |" in text and "bfloat16" in text
 
 
-def test_floors_judge_the_cpu_rows_at_64_in_float32():
-    rows = [{"device": "cpu", "num_envs": 64, "precision": "float32", "patches": "pool", "tool_ratio": 0.96},
-            {"device": "cpu", "num_envs": 64, "precision": "float32", "patches": "fresh", "tool_ratio": 0.80},
-            {"device": "cpu", "num_envs": 64, "precision": "bfloat16", "patches": "fresh", "tool_ratio": 0.99},
-            {"device": "cpu", "num_envs": 16, "precision": "float32", "patches": "fresh", "tool_ratio": 0.99}]
-    assert throughput.floors(rows) == {"pool": {"ratio": 0.96, "floor": 0.95, "met": True},
-                                       "fresh": {"ratio": 0.80, "floor": 0.85, "met": False}}
+def test_floors_judge_the_cpu_rows_at_64_in_float32_and_mark_the_library_default():
+    cpu64 = {"device": "cpu", "num_envs": 64, "precision": "float32"}
+    rows = [{**cpu64, "patches": "pool", "prefetch": "default", "autoreset": "next_step", "tool_ratio": 0.96},
+            {**cpu64, "patches": "pool", "prefetch": "on", "autoreset": "same_step", "tool_ratio": 0.97},
+            {**cpu64, "patches": "fresh", "prefetch": "off", "autoreset": "next_step", "tool_ratio": 0.80},
+            {**cpu64, "patches": "fresh", "prefetch": "on", "autoreset": "next_step", "tool_ratio": 0.86},
+            {**cpu64, "precision": "bfloat16", "patches": "fresh", "prefetch": "default", "autoreset": "next_step",
+             "tool_ratio": 0.99},
+            {**cpu64, "num_envs": 16, "patches": "fresh", "prefetch": "default", "autoreset": "next_step",
+             "tool_ratio": 0.99}]
+    judged = [(f["patches"], f["prefetch"], f["autoreset"], f["library_default"], f["ratio"], f["floor"], f["met"])
+              for f in throughput.floors(rows)]
+    assert judged == [("pool", "default", "next_step", True, 0.96, 0.95, True),
+                      ("pool", "on", "same_step", False, 0.97, 0.95, True),
+                      ("fresh", "off", "next_step", False, 0.80, 0.85, False),
+                      ("fresh", "on", "next_step", True, 0.86, 0.85, True)]  # prefetching is on by default
+
+
+def test_each_prefetch_and_autoreset_combination_gets_its_row(tmp_path):
+    assert throughput.main(["--seconds", "0.1", "--sizes", "2", "--patches", "fresh", "--precisions", "float32",
+                            "--prefetch", "on,off", "--autoreset", "next_step,same_step", "--no-psnr",
+                            "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "throughput.json").read_text())["vector"]
+    assert [(r["prefetch"], r["autoreset"]) for r in rows] == [("on", "next_step"), ("on", "same_step"),
+                                                              ("off", "next_step"), ("off", "same_step")]
+    assert all(r["tools_per_s"] > 0 and r["episodes_per_tool"] > 0 for r in rows)
+    assert "| cpu | 2 | fresh | float32 | off | same_step |" in (tmp_path / "throughput.md").read_text()
 
 
 def test_bfloat16_rows_can_take_other_sizes(tmp_path):
@@ -54,3 +76,7 @@ def test_bfloat16_rows_can_take_other_sizes(tmp_path):
 def test_unknown_modes_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="--patches"):
         throughput.main(["--patches", "hdf5", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--prefetch: expected a comma-separated subset of default, on, off"):
+        throughput.main(["--prefetch", "auto", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--autoreset: expected a comma-separated subset of next_step, same_step"):
+        throughput.main(["--autoreset", "disabled", "--out", str(tmp_path)])
