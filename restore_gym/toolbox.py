@@ -49,7 +49,8 @@ __all__ = [
 
 ARCHITECTURE = "rl-restore-toolbox-v1"
 # Files in restore_gym/weights/.
-PRETRAINED_FILES: dict[str, str] = {"plain": "toolbox.pt", "v2": "toolbox.pt", "joint": "toolbox-joint.pt"}
+PRETRAINED_FILES: dict[str, str] = {"plain": "toolbox.pt", "v2": "toolbox.pt", "v3": "toolbox-v3.pt",
+                                    "joint": "toolbox-joint.pt"}
 # What None and "shipped" name.
 DEFAULT_VARIANT = "plain"
 NUM_TOOLS = 12
@@ -288,7 +289,7 @@ class Toolbox(nn.Module):
     def resolve(cls, spec: Toolbox | str | os.PathLike | None = None,
                 map_location: str | torch.device = "cpu") -> Toolbox:
         """The toolbox a user names: None or ``"shipped"`` (the default shipped toolbox), a shipped variant
-        (``"plain"``, ``"v2"``, ``"joint"``; see :meth:`pretrained`), ``"official"`` (the authors' tools once
+        (``"plain"``, ``"v2"``, ``"v3"``, ``"joint"``; see :meth:`pretrained`), ``"official"`` (the authors' tools once
         converted, :mod:`restore_gym.official`), a file written by :meth:`save` (a path; write ``./joint`` for a
         file of that name), or a :class:`Toolbox` (moved to ``map_location``)."""
         if isinstance(spec, Toolbox):
@@ -306,8 +307,10 @@ class Toolbox(nn.Module):
 
     @classmethod
     def pretrained(cls, map_location: str | torch.device = "cpu", variant: str = DEFAULT_VARIANT) -> Toolbox:
-        """A toolbox shipped with the package: ``"plain"`` (``weights/toolbox.pt``, the tools trained alone; what
-        ``RLRestore-v0`` uses) or ``"joint"`` (``weights/toolbox-joint.pt``, those tools fine-tuned on the
+        """A toolbox shipped with the package: ``"v3"`` (``weights/toolbox-v3.pt``, the tools trained on the inputs
+        the MDP hands them; what ``RLRestore-v1`` uses), ``"v2"`` or its older name ``"plain"``
+        (``weights/toolbox.pt``, the tools trained on their own distortion with slight noise and JPEG; what
+        ``RLRestore-v0`` uses) or ``"joint"`` (``weights/toolbox-joint.pt``, the v2 tools fine-tuned on the
         shipped agent's toolchains, :mod:`restore_gym.joint`)."""
         if variant not in PRETRAINED_FILES:
             raise ValueError(f"unknown toolbox variant {variant!r}; choose one of {', '.join(PRETRAINED_FILES)}")

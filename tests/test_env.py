@@ -19,7 +19,7 @@ from restore_gym.engine import STOP, ToolOutputError
 from restore_gym.env import RLRestoreEnv, observation_space
 from restore_gym.metrics import psnr
 from restore_gym.toolbox import Toolbox
-from restore_gym.vector_env import RLRestoreVectorEnv
+from restore_gym.vector_env import RLRestoreVectorEnv, default_prefetch
 
 
 def test_registration_and_namespaced_id(toolbox):
@@ -34,8 +34,12 @@ def test_registration_and_namespaced_id(toolbox):
 
 def test_each_version_names_its_toolbox_and_records_its_fingerprint():
     v2 = Toolbox.pretrained(variant="v2").fingerprint()
-    for env_id in ("RLRestore-v0", "RLRestoreMild-v0", "RLRestoreModerate-v0", "RLRestoreSevere-v0"):
-        assert gym.spec(env_id).kwargs["toolbox"] == "v2"
+    for version, toolbox in (("v0", "v2"), ("v1", "v3")):
+        for name in ("RLRestore", "RLRestoreMild", "RLRestoreModerate", "RLRestoreSevere"):
+            assert gym.spec(f"{name}-{version}").kwargs["toolbox"] == toolbox
+    v1 = gym.make("RLRestoreMild-v1").unwrapped
+    assert v1.difficulty == "mild" and v1.metadata["toolbox"] == "v3"
+    assert v1.metadata["toolbox_fingerprint"] == Toolbox.pretrained(variant="v3").fingerprint() != v2
     env = gym.make("RLRestoreSevere-v0")
     assert env.unwrapped.metadata["toolbox"] == "v2" and env.unwrapped.metadata["toolbox_fingerprint"] == v2
     assert env.unwrapped.toolbox is gym.make("RLRestore-v0").unwrapped.toolbox  # shipped tools load once
@@ -316,7 +320,7 @@ def test_an_environment_dropped_while_it_prefetches_closes_cleanly(toolbox, monk
     # environment's close would wait on that very thread ("cannot join current thread").
     unraisable = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
-    vec = RLRestoreVectorEnv(num_envs=2, toolbox=toolbox)
+    vec = RLRestoreVectorEnv(num_envs=2, toolbox=toolbox, prefetch=True)
     vec.reset(seed=0)  # hands the next patches to the prefetching thread
     executor = vec._executor
     del vec
@@ -325,10 +329,13 @@ def test_an_environment_dropped_while_it_prefetches_closes_cleanly(toolbox, monk
     assert unraisable == []
 
 
-def test_prefetching_is_on_by_default_and_must_be_a_bool(toolbox):
-    assert inspect.signature(RLRestoreVectorEnv).parameters["prefetch"].default is True
-    with pytest.raises(TypeError, match="prefetch must be True or False, got None"):
-        RLRestoreVectorEnv(num_envs=2, toolbox=toolbox, prefetch=None)
+def test_prefetching_is_on_for_cuda_only_by_default_and_must_be_a_bool(toolbox):
+    assert inspect.signature(RLRestoreVectorEnv).parameters["prefetch"].default is None
+    assert default_prefetch("cuda") and default_prefetch(torch.device("cuda:1")) and not default_prefetch("cpu")
+    assert RLRestoreVectorEnv(num_envs=2, toolbox=toolbox)._executor is None
+    assert RLRestoreVectorEnv(num_envs=2, toolbox=toolbox, prefetch=True)._executor is not None
+    with pytest.raises(TypeError, match="prefetch must be True or False, got 'yes'"):
+        RLRestoreVectorEnv(num_envs=2, toolbox=toolbox, prefetch="yes")
 
 
 @pytest.mark.parametrize(("name", "value"), [("quantize", "no"), ("end_on_psnr_drop", "False"), ("quantize", 1),
