@@ -74,7 +74,12 @@ from restore_gym.lstm_dqn import LSTMDQNPolicy
 from restore_gym.records import provenance, write_json_atomic, write_text_atomic
 from restore_gym.rollout import run_one_episode_each
 from restore_gym.toolbox import NUM_TOOLS, Toolbox
-from restore_gym.vector_env import SUPPORTED_AUTORESET_MODES, RLRestoreVectorEnv, check_autoreset_mode
+from restore_gym.vector_env import (
+    SUPPORTED_AUTORESET_MODES,
+    RLRestoreVectorEnv,
+    check_autoreset_mode,
+    default_prefetch,
+)
 
 RESULTS = Path(__file__).parent / "results"
 PARTS: tuple[str, ...] = ("draw", "crop", "blur", "noise", "jpeg", "to_tensor")
@@ -84,9 +89,8 @@ FLOORS: dict[str, float] = {"pool": 0.95, "fresh": 0.85}  # CPU, N = 64, float32
 PREFETCH_CHOICES: dict[str, dict[str, bool]] = {"default": {}, "on": {"prefetch": True}, "off": {"prefetch": False}}
 AUTORESET_CHOICES: tuple[str, ...] = tuple(mode.name.lower() for mode in SUPPORTED_AUTORESET_MODES)
 _VECTOR_DEFAULTS = inspect.signature(RLRestoreVectorEnv).parameters
-LIBRARY_PREFETCH: bool = _VECTOR_DEFAULTS["prefetch"].default
 LIBRARY_AUTORESET: str = check_autoreset_mode(_VECTOR_DEFAULTS["autoreset_mode"].default).name.lower()
-LIBRARY_DEFAULT: str = f"prefetch {'on' if LIBRARY_PREFETCH else 'off'}, autoreset {LIBRARY_AUTORESET}"
+LIBRARY_DEFAULT: str = f"prefetch on for CUDA and off for the CPU, autoreset {LIBRARY_AUTORESET}"
 _STARTUP_SCRIPT = """
 import time, torch
 start = time.perf_counter()
@@ -307,8 +311,9 @@ def startup_seconds(repeats: int = 3) -> float:
 
 def is_library_default(row: dict) -> bool:
     """Whether ``row`` measured the vector environment as the library builds it (its prefetching and autoreset)."""
-    prefetch = PREFETCH_CHOICES[row["prefetch"]].get("prefetch", LIBRARY_PREFETCH)
-    return prefetch == LIBRARY_PREFETCH and row["autoreset"] == LIBRARY_AUTORESET
+    library = default_prefetch(row["device"])
+    prefetch = PREFETCH_CHOICES[row["prefetch"]].get("prefetch", library)
+    return prefetch == library and row["autoreset"] == LIBRARY_AUTORESET
 
 
 def floors(rows: list[dict]) -> list[dict]:
@@ -450,7 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "part_device": parts_device, "fresh_patch_s": parts["after"]["total"],
               "pool_patch_s": pool_patch_seconds(parts_device, args.pool_size) if "pool" in modes else None,
               "single": single_env_rate(args.seconds), "vector": [],
-              "library_default": {"prefetch": LIBRARY_PREFETCH, "autoreset": LIBRARY_AUTORESET}}
+              "library_default": {"prefetch": {"cpu": default_prefetch("cpu"), "cuda": default_prefetch("cuda")},
+                                  "autoreset": LIBRARY_AUTORESET}}
     patch_seconds = {"fresh": result["fresh_patch_s"], "pool": result["pool_patch_s"]}
     for device in devices:
         toolbox.to(device)

@@ -73,13 +73,20 @@ def check_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
                      "'same_step'), not AutoresetMode.DISABLED")
 
 
+def default_prefetch(device: torch.device | str) -> bool:
+    """Whether the vector environment prefetches patches on ``device`` unless told: on CUDA, not on the CPU."""
+    return torch.device(device).type == "cuda"
+
+
 class RLRestoreVectorEnv(VectorEnv):
     """N RL-Restore episodes in lockstep; the arguments are those of :class:`RLRestoreEnv` plus ``num_envs``,
     ``autoreset_mode`` (see the module docstring) and ``prefetch``: degrade the next patches of the
-    sub-environments on a worker thread while the tools run (the same patches either way). On by default, on
-    every device: on CUDA the CPU is otherwise idle, and on the 2-core CPU this project is measured on, at N = 64
-    with fresh patches, it raised the environment from 81.0% to 85.9% of the raw toolbox's tool applications per
-    second (one interleaved run; ``python -m benchmarks.throughput --prefetch on,off`` compares the two).
+    sub-environments on a worker thread while the tools run (the same patches either way). By default
+    (``None``, :func:`default_prefetch`) on for CUDA, where the CPU is otherwise idle, and off for the CPU: there
+    the worker's torch calls start a second OpenMP thread team beside the tools' own, and on this project's
+    2-core CPU (quiet, N = 64) prefetching lowered the environment's tool applications per second from 131 to
+    110 with fresh patches and from 165 to 112 with the pool (``python -m benchmarks.throughput --prefetch
+    on,off`` compares the two).
 
     The fresh patches of the sub-environments that start in one step are degraded together
     (:func:`restore_gym.degrade.degrade_batch`: blur and noise on the environment's device), each the patch the
@@ -100,7 +107,7 @@ class RLRestoreVectorEnv(VectorEnv):
         end_on_psnr_drop: bool | None = None,
         quantize: bool = False,
         render_mode: str | None = None,
-        prefetch: bool = True,
+        prefetch: bool | None = None,
         patches: str = "fresh",
         pool_size: int = 100_000,
         pool_seed: int = 0,
@@ -111,7 +118,8 @@ class RLRestoreVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.num_envs = int(num_envs)
         self.autoreset_mode = check_autoreset_mode(autoreset_mode)
-        prefetch = check_flag(prefetch, "prefetch")
+        if prefetch is not None:
+            check_flag(prefetch, "prefetch")
         self.render_mode = check_render_mode(render_mode, self.metadata)
         self.observation_mode = observation
         self.single_observation_space = observation_space(observation)
@@ -131,6 +139,8 @@ class RLRestoreVectorEnv(VectorEnv):
         # the tools run: a row's generator is only ever used by its own draws, in order, so the patches are the
         # same either way.
         self._pending: list[tuple[Future, int] | None] = [None] * self.num_envs  # (job, position in it)
+        if prefetch is None:
+            prefetch = default_prefetch(self.device)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="restore-gym-patches") if prefetch else None
 
     @property

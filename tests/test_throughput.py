@@ -31,7 +31,7 @@ def test_the_benchmark_writes_rates_ratios_parts_and_precisions(tmp_path):
     psnr = result["bfloat16_psnr"]
     assert set(psnr) == {"mild", "moderate", "severe"} and all(r["patches"] == 2 for r in psnr.values())
     assert result["floors"] == []  # only a CPU run at N = 64 judges them
-    assert result["library_default"] == {"prefetch": True, "autoreset": "next_step"}
+    assert result["library_default"] == {"prefetch": {"cpu": False, "cuda": True}, "autoreset": "next_step"}
     assert {(row["prefetch"], row["autoreset"]) for row in rows.values()} == {("default", "next_step")}
     text = (tmp_path / "throughput.md").read_text()
     assert "ceiling (tools and new patches only)" in text and "| blur |" in text and "bfloat16" in text
@@ -51,8 +51,8 @@ def test_floors_judge_the_cpu_rows_at_64_in_float32_and_mark_the_library_default
               for f in throughput.floors(rows)]
     assert judged == [("pool", "default", "next_step", True, 0.96, 0.95, True),
                       ("pool", "on", "same_step", False, 0.97, 0.95, True),
-                      ("fresh", "off", "next_step", False, 0.80, 0.85, False),
-                      ("fresh", "on", "next_step", True, 0.86, 0.85, True)]  # prefetching is on by default
+                      ("fresh", "off", "next_step", True, 0.80, 0.85, False),  # no prefetching on the CPU by default
+                      ("fresh", "on", "next_step", False, 0.86, 0.85, True)]
 
 
 def test_each_prefetch_and_autoreset_combination_gets_its_row(tmp_path):
