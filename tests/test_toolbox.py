@@ -231,7 +231,12 @@ def test_the_shipped_toolboxes_load_offline():
     assert plain.version == 0 and joint.version > 0  # joint: rounds of fine-tuning on the shipped agent's chains
     assert joint.metadata["base_toolbox"]["metadata"]["name"] == plain.metadata["name"]
     assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), joint.state_dict().values()))
-    with pytest.raises(ValueError, match="unknown toolbox variant 'best'; choose one of plain, v2, joint"):
+    v3 = Toolbox.pretrained(variant="v3")
+    assert v3.metadata["name"] == "restore-gym-cpu-v3" and v3.metadata["base"] == plain.metadata["name"]
+    assert [r["tools"] for r in v3.metadata["rounds"]] == [list(range(1, 13)), [7, 8], [7, 8]]
+    assert v3.metadata["rounds"][2]["config"]["balance_difficulties"] is True
+    assert v3.fingerprint() != plain.fingerprint()
+    with pytest.raises(ValueError, match="unknown toolbox variant 'best'; choose one of plain, v2, v3, joint"):
         Toolbox.pretrained(variant="best")
 
 
