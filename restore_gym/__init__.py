@@ -1,11 +1,9 @@
 """restore-gym: RL-Restore (Yu et al., CVPR 2018) as a Gymnasium environment with a PyTorch toolbox.
 
-Importing the package registers ``RLRestore-v1`` (moderate; ``difficulty=`` changes it) and the fixed
-variants ``RLRestoreMild-v1``, ``RLRestoreModerate-v1`` and ``RLRestoreSevere-v1``, each with its batched
-vector environment, and the same four at ``-v0``. A version fixes the dynamics, so it names its toolbox in
-``env.spec.kwargs``: ``-v1`` runs toolbox v3 (trained on the inputs the MDP hands each tool), ``-v0`` toolbox
-v2 (kept loadable, so that results measured on it can be reproduced; Gymnasium notes that it is out of
-date). ``restore_gym.restore_image`` restores a whole photo (:mod:`restore_gym.whole_image`; imported on first
+Importing the package registers ``RLRestore-v0`` (moderate; ``difficulty=`` changes it) and the fixed
+variants ``RLRestoreMild-v0``, ``RLRestoreModerate-v0`` and ``RLRestoreSevere-v0``, each with its batched
+vector environment. A version fixes the dynamics, so it names its toolbox in ``env.spec.kwargs``: ``-v0``
+runs toolbox v2. ``restore_gym.restore_image`` restores a whole photo (:mod:`restore_gym.whole_image`; imported on first
 use).
 
 It also makes every process forked from this one run torch on one CPU thread: a forked child inherits
@@ -21,7 +19,7 @@ from gymnasium.envs.registration import register, registry
 __version__ = "0.1.0"
 
 # Each version's toolbox.
-_VERSION_TOOLBOX = {"v0": "v2", "v1": "v3"}
+_VERSION_TOOLBOX = {"v0": "v2"}
 _VARIANTS: dict[str, dict] = {}
 for _version, _toolbox in _VERSION_TOOLBOX.items():
     _VARIANTS[f"RLRestore-{_version}"] = {"toolbox": _toolbox}

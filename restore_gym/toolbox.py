@@ -308,7 +308,7 @@ class Toolbox(nn.Module):
     @classmethod
     def pretrained(cls, map_location: str | torch.device = "cpu", variant: str = DEFAULT_VARIANT) -> Toolbox:
         """A toolbox shipped with the package: ``"v3"`` (``weights/toolbox-v3.pt``, the tools trained on the inputs
-        the MDP hands them; what ``RLRestore-v1`` uses), ``"v2"`` or its older name ``"plain"``
+        the MDP hands them; not yet the toolbox of an environment version), ``"v2"`` or its older name ``"plain"``
         (``weights/toolbox.pt``, the tools trained on their own distortion with slight noise and JPEG; what
         ``RLRestore-v0`` uses) or ``"joint"`` (``weights/toolbox-joint.pt``, the v2 tools fine-tuned on the
         shipped agent's toolchains, :mod:`restore_gym.joint`)."""
