@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from restore_gym.allocator import retain_freed_memory
 from restore_gym.data import BuiltinImages, ImageSource
-from restore_gym.metrics import psnr_batch
+from restore_gym.metrics import PSNR_EPS, psnr_batch
 from restore_gym.parallel import run_in_processes
 from restore_gym.records import load_torch_file, remove_stale_temporaries, write_json_atomic
 from restore_gym.resumable import TrainingLog, check_config, config_changes, restore_rngs, rng_states
@@ -54,6 +54,9 @@ from restore_gym.toolbox import TOOL_SPECS, Toolbox, ToolSpec, atomic_torch_save
 RETRAIN_ADVICE = "delete it to train the tool anew"
 LOG_FIELDS = ("tool", "iteration", "loss", "lr", "val_psnr_in", "val_psnr_out", "val_gain", "seconds")
 ITERATION_FIELDS = ("small_iterations", "large_iterations")  # may grow when a run is resumed
+LOSSES: tuple[str, ...] = ("mse", "psnr")
+# Config fields added after runs were recorded without them, with the value those runs had.
+LEGACY_DEFAULTS: dict[str, object] = {"balance_difficulties": False, "loss": "mse"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,11 @@ class TrainConfig:
     prior_tools: tuple[int, ...] = (5, 6, 7, 8, 9, 10, 11, 12)
     prior_toolbox: str = "v2"
     balance_difficulties: bool = False
+    loss: str = "mse"
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
 
     def draw(self) -> DrawConfig:
         """The distortion draw of this config (:class:`restore_gym.tool_data.DrawConfig`)."""
@@ -135,15 +143,28 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam or sgd")
 
 
+def restoration_loss(output: torch.Tensor, clean: torch.Tensor, loss: str = "mse") -> torch.Tensor:
+    """The training loss of a batch: ``"mse"`` over all its pixels, or ``"psnr"``, minus the mean of the
+    patches' PSNRs (dB, :func:`restore_gym.metrics.psnr_batch`'s definition), which weighs every patch alike
+    in dB, as the MDP's reward and the test sets' mean PSNR do, where MSE weighs patches by their error."""
+    if loss == "mse":
+        return nn.functional.mse_loss(output, clean)
+    if loss == "psnr":
+        mse = (output - clean).square().flatten(1).mean(dim=1)
+        return (10.0 * torch.log10(mse + PSNR_EPS)).mean()
+    raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+
+
 def mse_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor], lr: float,
-             tag: str, iteration: int, device: torch.device, grad_clip: float = 0.0) -> float:
-    """One optimiser step at learning rate ``lr`` on the MSE between ``model(batch[0])`` and ``batch[1]``;
-    returns the loss. ``grad_clip`` > 0 clips the gradient norm to ``grad_clip / lr`` (VDSR's adjustable
-    clipping). A loss that is not finite raises FloatingPointError naming ``tag`` and the iteration."""
+             tag: str, iteration: int, device: torch.device, grad_clip: float = 0.0, loss: str = "mse") -> float:
+    """One optimiser step at learning rate ``lr`` on :func:`restoration_loss` (``loss``, default the MSE)
+    between ``model(batch[0])`` and ``batch[1]``; returns the loss. ``grad_clip`` > 0 clips the gradient norm
+    to ``grad_clip / lr`` (VDSR's adjustable clipping). A loss that is not finite raises FloatingPointError
+    naming ``tag`` and the iteration."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     degraded, clean = (t.to(device) for t in batch)
-    loss = nn.functional.mse_loss(model(degraded), clean)
+    loss = restoration_loss(model(degraded), clean, loss)
     loss_value = float(loss.detach())
     if not math.isfinite(loss_value):
         raise FloatingPointError(f"{tag}: the loss became {loss_value} at iteration {iteration}; "
@@ -177,8 +198,8 @@ def _check_resumable(state: dict, config: TrainConfig, path: Path) -> None:
     """ValueError unless the checkpoint ``state`` was written under ``config`` (iteration counts aside, which
     may grow); checkpoints that predate the recorded config are taken as they are."""
     if "config" in state:
-        check_config(state["config"], asdict(config), path, ITERATION_FIELDS, "delete the checkpoint to train the "
-                     "tool anew")
+        check_config({**LEGACY_DEFAULTS, **state["config"]}, asdict(config), path, ITERATION_FIELDS,
+                     "delete the checkpoint to train the tool anew")
 
 
 def _finished_weights(path: Path, config: TrainConfig, iterations: int) -> dict:
@@ -189,7 +210,7 @@ def _finished_weights(path: Path, config: TrainConfig, iterations: int) -> dict:
         raise ValueError(f"{path} holds no record of the config that trained it (it predates that record), so it "
                          "cannot be checked against this run's; delete it to train the tool anew, or keep it and "
                          "train elsewhere (another --out)")
-    differences = config_changes(state["config"], asdict(config), ITERATION_FIELDS)
+    differences = config_changes({**LEGACY_DEFAULTS, **state["config"]}, asdict(config), ITERATION_FIELDS)
     if state["iterations"] != iterations:
         differences.append(f"iterations: {state['iterations']!r} there, {iterations} here")
     if differences:
@@ -249,9 +270,9 @@ def train_tool(
             batch = sample_band_batch(source, spec, config.batch_size, config.patch_size, rng, draw, config.augment,
                                       prior)
             loss_value = mse_step(model, optimizer, batch, lr, f"{tag} {spec.name}", iteration, device,
-                                  config.grad_clip)
+                                  config.grad_clip, config.loss)
             done = iteration + 1
-            scalars.add(done, {"losses/mse": loss_value, "charts/learning_rate": lr})
+            scalars.add(done, {f"losses/{config.loss}": loss_value, "charts/learning_rate": lr})
             if done % config.eval_every == 0 or done == total:
                 before, after = validation_gain(model, val_batch, device)
                 bar.set_postfix(loss=f"{loss_value:.5f}", gain=f"{after - before:+.2f} dB")
@@ -371,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--context", choices=("slight", "mdp"), help="what comes with a tool's own distortion")
     parser.add_argument("--prior-toolbox", help="shipped variant (v2) or toolbox file whose tools run before the "
                         "trained one on a share of the patches")
+    parser.add_argument("--loss", choices=LOSSES, help="mse over all pixels, or psnr: minus the patches' mean PSNR")
     parser.add_argument("--balance-difficulties", action="store_true", default=None,
                         help="draw the MDP's level triples with mild, moderate and severe alike")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")

@@ -9,6 +9,7 @@ from conftest import read_scalars
 from restore_gym import records
 from restore_gym import train_tools as tt
 from restore_gym.data import BuiltinImages
+from restore_gym.metrics import psnr_batch
 from restore_gym.toolbox import TOOL_SPECS, Toolbox
 
 
@@ -191,3 +192,47 @@ def test_a_run_starts_by_removing_stale_temporaries_and_writes_its_config_atomic
     assert not stale.exists() and other.exists()
     assert (tmp_path / "config.json").read_text() == "{\"earlier\": true}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "notes.tmp"]
+
+
+def test_the_psnr_loss_is_minus_the_mean_patch_psnr_and_weighs_patches_alike_in_db():
+    clean = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    output = clean.clone()
+    output[0] += 0.1  # 20 dB
+    output[1] += 0.01  # 40 dB
+    assert float(tt.restoration_loss(output, clean, "psnr")) == pytest.approx(-30.0, abs=1e-4)
+    assert float(tt.restoration_loss(output, clean, "psnr")) == pytest.approx(
+        -float(psnr_batch(output, clean).mean()), abs=1e-4)
+    assert float(tt.restoration_loss(output, clean)) == pytest.approx((0.01 + 0.0001) / 2, rel=1e-4)
+    # Halving the error of the 40 dB patch gains as much loss as halving the 20 dB patch's; under MSE, 100x less.
+    for loss, ratio in (("psnr", 1.0), ("mse", 100.0)):
+        gains = []
+        for row in (0, 1):
+            better = output.clone()
+            better[row] = clean[row] + (output[row] - clean[row]) / 2
+            gains.append(float(tt.restoration_loss(output, clean, loss) - tt.restoration_loss(better, clean, loss)))
+        assert gains[0] / gains[1] == pytest.approx(ratio, rel=1e-3)
+    with pytest.raises(ValueError, match="unknown loss 'l1'; choose one of mse, psnr"):
+        tt.restoration_loss(output, clean, "l1")
+    with pytest.raises(ValueError, match="unknown loss 'l1'"):
+        tt.TrainConfig(loss="l1")
+
+
+def test_the_loss_is_recorded_and_runs_recorded_before_it_resume_as_mse(tmp_path, monkeypatch):
+    config, spec, source = tt.PRESETS["smoke"], TOOL_SPECS[0], BuiltinImages("train")
+    psnr = tt.TrainConfig(**{**config.__dict__, "loss": "psnr"})
+    path = tt.train_toolbox(tmp_path / "done", [0], "builtin", psnr, progress=False)
+    assert Toolbox.load(path).metadata["config"]["loss"] == "psnr"
+    scalars = read_scalars(tmp_path / "done" / "tensorboard" / "tool01")
+    assert "losses/psnr" in scalars and all(value < 0 for _, value in scalars["losses/psnr"])
+    interrupt_after_the_last_checkpoint(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        tt.train_tool(spec, source, source, tmp_path, config, torch.device("cpu"), progress=False)
+    monkeypatch.undo()
+    checkpoint = tmp_path / "tool01.ckpt.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    del state["config"]["loss"]  # as a run recorded before the option existed
+    torch.save(state, checkpoint)
+    with pytest.raises(ValueError, match=r"another config \(loss: 'mse' there, 'psnr' here\)"):
+        tt.train_tool(spec, source, source, tmp_path, psnr, torch.device("cpu"), progress=False)
+    tt.train_tool(spec, source, source, tmp_path, config, torch.device("cpu"), progress=False)
+    assert (tmp_path / "tool01.pt").exists()
