@@ -26,11 +26,11 @@ from benchmarks.toolbox import (
     GREEDY_SHARE,
     RESULTS,
     band_patches,
-    first_step_gains,
     greedy_oracle_gain,
     meets_bar,
     tool_gain,
 )
+from restore_gym.data import load_test_set, to_nchw
 from restore_gym.degrade import DIFFICULTIES
 from restore_gym.records import load_torch_file, provenance, write_json_atomic, write_text_atomic
 from restore_gym.toolbox import TOOL_SPECS, Toolbox
@@ -53,13 +53,14 @@ def with_run_tools(base: Toolbox, run: Path, tools: Sequence[int]) -> Toolbox:
 def measure(toolbox: Toolbox, tools: Sequence[int], patches: int, seed: int, greedy: bool) -> dict:
     """Per tool of ``tools``: the single-distortion gain and the first-step gain per frozen test set; with
     ``greedy``, the greedy oracle's gain of ``toolbox`` per test set."""
-    first_step = {difficulty: first_step_gains(toolbox, difficulty) for difficulty in DIFFICULTIES}
+    test_sets = {difficulty: load_test_set(difficulty) for difficulty in DIFFICULTIES}
+    test_sets = {difficulty: (to_nchw(s.degraded), to_nchw(s.clean)) for difficulty, s in test_sets.items()}
     result: dict = {"tools": {}}
     for index in tools:
         distorted, clean = band_patches(TOOL_SPECS[index], patches, seed)
         result["tools"][str(index + 1)] = {
             "single": tool_gain(toolbox, index, distorted, clean),
-            "first_step": {difficulty: gains[index] for difficulty, gains in first_step.items()},
+            "first_step": {difficulty: tool_gain(toolbox, index, *pair) for difficulty, pair in test_sets.items()},
         }
     if greedy:
         result["greedy_oracle"] = {difficulty: greedy_oracle_gain(toolbox, difficulty) for difficulty in DIFFICULTIES}
@@ -151,9 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_config(run: Path) -> dict | None:
-    """The config a run of :mod:`restore_gym.train_tools` recorded in ``run/config.json``, if any."""
+    """The config a run of :mod:`restore_gym.train_tools` recorded in ``run/config.json``, if any (a prior
+    toolbox given as a file by its name)."""
     path = run / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    recorded = json.loads(path.read_text())
+    prior = recorded.get("config", {}).get("prior_toolbox")
+    if prior and prior.endswith(".pt"):  # a file: its name only, no path of the machine that trained
+        recorded["config"]["prior_toolbox"] = Path(prior).name
+    return recorded
 
 
 if __name__ == "__main__":
