@@ -23,11 +23,16 @@ interrupted run resumes where its checkpoints left it, and only under the config
 (iteration counts may grow). A finished tool is reused only if it was trained under the same config and
 for the iteration count asked for now; otherwise, and for finished files that predate this record, the
 run stops with an error saying what to do, rather than label old weights with a new config.
+
+``--assemble FILE --from RUN [--from RUN ...] [--base v2] [--name NAME]`` trains nothing: it writes one
+toolbox from the finished tools of several runs (tools started from different toolboxes, or trained further in
+later rounds), its model card (each round's tools, start, config and iterations) read from the runs alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -340,7 +345,8 @@ def train_toolbox(
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
     train_source, val_source = make_source(source, "train"), make_source(source, "test")
-    write_json_atomic(out / "config.json", {"config": asdict(config), "source": source, "tools": tools})
+    write_json_atomic(out / "config.json", {"config": asdict(config), "source": source, "tools": tools,
+                                            "init": Path(init).name if init else None, "warm_start": warm_start})
     if warm_start and not init:
         raise ValueError("warm_start needs init: the toolbox whose tools to train further")
     toolbox = Toolbox.load(init) if init else Toolbox()
@@ -365,6 +371,50 @@ def train_toolbox(
     return path
 
 
+def assemble_toolbox(runs: Sequence[str | os.PathLike], path: str | os.PathLike, base: str = "v2",
+                     name: str | None = None) -> Toolbox:
+    """Write to ``path`` (atomically) and return one toolbox made of the finished tools (``toolNN.pt``) of the
+    training runs ``runs``, in order: a tool finished in a later run replaces an earlier run's, and tools that no
+    run finished come from the toolbox ``base`` (a name or file, :meth:`Toolbox.resolve`).
+
+    The metadata is the model card of the file, read from the runs alone: ``name``, ``base`` and ``rounds``,
+    one per run with its folder's name, the tools it finished, the source, the start (``init``, ``warm_start``)
+    and the config and iteration count that each of its tools recorded. A run folder without ``config.json`` or
+    without any finished tool is a ValueError naming it.
+    """
+    base_toolbox = Toolbox.resolve(base)
+    toolbox = Toolbox(metadata={"name": name, "trained_by": "restore_gym.train_tools", "base": base_toolbox.metadata
+                                .get("name", Path(str(base)).name), "rounds": []})
+    toolbox.load_state_dict(base_toolbox.state_dict())
+    for run in map(Path, runs):
+        config_file = run / "config.json"
+        if not config_file.is_file():
+            raise ValueError(f"{run} is not a run folder of restore_gym.train_tools: it has no config.json")
+        recorded = json.loads(config_file.read_text())
+        finished = sorted(run.glob("tool[0-9][0-9].pt"))
+        if not finished:
+            raise ValueError(f"{run} holds no finished tool (toolNN.pt): let its training finish first")
+        round_tools = {}
+        for file in finished:
+            state = load_torch_file(file, "finished tool file", advice=RETRAIN_ADVICE)
+            if not isinstance(state, dict) or not {"config", "iterations", "state_dict"} <= state.keys():
+                raise ValueError(f"{file} holds no record of the config that trained it; it cannot go into a "
+                                 "toolbox with a model card")
+            index = int(file.stem[4:]) - 1
+            toolbox.tools[index].load_state_dict(state["state_dict"])
+            round_tools[index + 1] = {"config": state["config"], "iterations": state["iterations"]}
+        configs = {json.dumps(t["config"], sort_keys=True) for t in round_tools.values()}
+        toolbox.metadata["rounds"].append({
+            "run": run.name, "tools": sorted(round_tools), "source": recorded.get("source"),
+            "init": recorded.get("init"), "warm_start": recorded.get("warm_start"),
+            "config": round_tools[min(round_tools)]["config"] if len(configs) == 1 else None,
+            "iterations": {str(t): v["iterations"] for t, v in round_tools.items()},
+            **({} if len(configs) == 1 else {"configs": {str(t): v["config"] for t, v in round_tools.items()}}),
+        })
+    toolbox.save(path)
+    return toolbox
+
+
 def _train_tool_in_worker(index: int, source: str, out: Path, config: TrainConfig, device: str,
                           init: str | os.PathLike | None, warm_start: bool) -> None:
     """One tool of :func:`train_toolbox`, in a worker process: its final weights land in ``out``."""
@@ -377,7 +427,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line of the tool training."""
     parser = argparse.ArgumentParser(prog="python -m restore_gym.train_tools", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="output folder (checkpoints, log, weights)")
+    parser.add_argument("--out", help="output folder (checkpoints, log, weights); needed unless --assemble")
+    parser.add_argument("--assemble", metavar="FILE", help="instead of training, write one toolbox FILE from the "
+                        "finished tools of the --from runs (later runs win; the rest from --base) with its model card")
+    parser.add_argument("--from", dest="runs", action="append", default=[], metavar="RUN",
+                        help="a run folder for --assemble (repeatable, in order)")
+    parser.add_argument("--base", default="v2", help="for --assemble: the toolbox of the tools no run finished")
+    parser.add_argument("--name", help="for --assemble: the toolbox's name in its metadata")
     parser.add_argument("--tools", default="1-12", help="1-based tools to train, e.g. 1,5-8 (default all)")
     parser.add_argument("--source", default="builtin",
                         help="'builtin' or a folder of clean images, e.g. the corpus of restore_gym.corpus")
@@ -400,6 +456,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "an equal share of the threads (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.assemble:
+        if not args.runs:
+            parser.error("--assemble needs at least one --from RUN")
+        try:
+            assemble_toolbox(args.runs, args.assemble, args.base, args.name)
+        except (ValueError, FileNotFoundError) as error:
+            parser.error(str(error))
+        print(f"wrote {args.assemble}")
+        return 0
+    if not args.out:
+        parser.error("--out is needed to train (or give --assemble FILE --from RUN ...)")
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     config = replace(PRESETS[args.preset], **overrides)
     if args.threads:

@@ -236,3 +236,41 @@ def test_the_loss_is_recorded_and_runs_recorded_before_it_resume_as_mse(tmp_path
         tt.train_tool(spec, source, source, tmp_path, psnr, torch.device("cpu"), progress=False)
     tt.train_tool(spec, source, source, tmp_path, config, torch.device("cpu"), progress=False)
     assert (tmp_path / "tool01.pt").exists()
+
+
+def test_a_toolbox_is_assembled_from_several_runs_with_its_model_card(tmp_path):
+    config = tt.PRESETS["smoke"]
+    v2 = tmp_path / "v2.pt"
+    Toolbox.pretrained(variant="v2").save(v2)
+    tt.train_toolbox(tmp_path / "first", [0, 8], "builtin", config, progress=False, init=v2, warm_start=True)
+    later = tt.TrainConfig(**{**config.__dict__, "loss": "psnr"})
+    tt.train_toolbox(tmp_path / "second", [8], "builtin", later, progress=False)
+    toolbox = tt.assemble_toolbox([tmp_path / "first", tmp_path / "second"], tmp_path / "out.pt", name="test-box")
+    loaded = Toolbox.load(tmp_path / "out.pt")
+    expected = {0: tmp_path / "first" / "tool01.pt", 8: tmp_path / "second" / "tool09.pt"}
+    base = Toolbox.pretrained(variant="v3")  # not the base: tools 2-8 and 10-12 must be v2's
+    v2_tools = Toolbox.pretrained(variant="v2")
+    for index in range(12):
+        want = (torch.load(expected[index], weights_only=True)["state_dict"] if index in expected
+                else v2_tools.tools[index].state_dict())
+        for name, value in loaded.tools[index].state_dict().items():
+            assert torch.equal(value, want[name]), (index, name)
+    assert not torch.equal(loaded.tools[1].conv1.weight, base.tools[1].conv1.weight)
+    card = loaded.metadata
+    assert card == toolbox.metadata and card["name"] == "test-box" and card["base"] == "restore-gym-cpu-v2"
+    first, second = card["rounds"]
+    assert (first["run"], first["tools"], first["init"], first["warm_start"]) == ("first", [1, 9], "v2.pt", True)
+    assert first["config"]["loss"] == "mse" and first["iterations"] == {"1": 3, "9": 3}
+    assert (second["tools"], second["config"]["loss"], second["warm_start"]) == ([9], "psnr", False)
+
+
+def test_assembling_refuses_what_is_not_a_finished_run(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty is not a run folder of restore_gym.train_tools: it has no config"):
+        tt.assemble_toolbox([tmp_path / "empty"], tmp_path / "out.pt")
+    (tmp_path / "empty" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"empty holds no finished tool \(toolNN.pt\)"):
+        tt.assemble_toolbox([tmp_path / "empty"], tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
+    with pytest.raises(SystemExit):
+        tt.main(["--assemble", str(tmp_path / "out.pt")])
