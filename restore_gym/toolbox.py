@@ -50,7 +50,7 @@ __all__ = [
 ARCHITECTURE = "rl-restore-toolbox-v1"
 # Files in restore_gym/weights/.
 PRETRAINED_FILES: dict[str, str] = {"plain": "toolbox.pt", "v2": "toolbox.pt", "v3": "toolbox-v3.pt",
-                                    "joint": "toolbox-joint.pt"}
+                                    "v4": "toolbox-v4.pt", "joint": "toolbox-joint.pt"}
 # What None and "shipped" name.
 DEFAULT_VARIANT = "plain"
 NUM_TOOLS = 12
@@ -289,9 +289,9 @@ class Toolbox(nn.Module):
     def resolve(cls, spec: Toolbox | str | os.PathLike | None = None,
                 map_location: str | torch.device = "cpu") -> Toolbox:
         """The toolbox a user names: None or ``"shipped"`` (the default shipped toolbox), a shipped variant
-        (``"plain"``, ``"v2"``, ``"v3"``, ``"joint"``; see :meth:`pretrained`), ``"official"`` (the authors' tools once
-        converted, :mod:`restore_gym.official`), a file written by :meth:`save` (a path; write ``./joint`` for a
-        file of that name), or a :class:`Toolbox` (moved to ``map_location``)."""
+        (``"plain"``, ``"v2"``, ``"v3"``, ``"v4"``, ``"joint"``; see :meth:`pretrained`), ``"official"`` (the
+        authors' tools once converted, :mod:`restore_gym.official`), a file written by :meth:`save` (a path; write
+        ``./joint`` for a file of that name), or a :class:`Toolbox` (moved to ``map_location``)."""
         if isinstance(spec, Toolbox):
             return spec.to(map_location)
         if spec is None or spec == "shipped":
@@ -307,7 +307,9 @@ class Toolbox(nn.Module):
 
     @classmethod
     def pretrained(cls, map_location: str | torch.device = "cpu", variant: str = DEFAULT_VARIANT) -> Toolbox:
-        """A toolbox shipped with the package: ``"v3"`` (``weights/toolbox-v3.pt``, the tools trained on the inputs
+        """A toolbox shipped with the package: ``"v4"`` (``weights/toolbox-v4.pt``, v3's draw under the PSNR loss,
+        which keeps tools closer to the identity on what they are not for; a candidate, not yet the toolbox of an
+        environment version), ``"v3"`` (``weights/toolbox-v3.pt``, the tools trained on the inputs
         the MDP hands them; not yet the toolbox of an environment version), ``"v2"`` or its older name ``"plain"``
         (``weights/toolbox.pt``, the tools trained on their own distortion with slight noise and JPEG; what
         ``RLRestore-v0`` uses) or ``"joint"`` (``weights/toolbox-joint.pt``, the v2 tools fine-tuned on the

@@ -92,5 +92,5 @@ def test_the_wheel_installs_whole_and_runs_the_shipped_agent(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(record["file"]).is_relative_to(venv), record["file"]
-    assert record["toolboxes"] == sorted(["plain", "v2", "v3", "joint"]) and record["patches"] == 4
+    assert record["toolboxes"] == sorted(["plain", "v2", "v3", "v4", "joint"]) and record["patches"] == 4
     assert record["cli"] == 0 and "lstm-dqn on mild" in record["cli_out"]

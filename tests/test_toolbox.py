@@ -236,7 +236,13 @@ def test_the_shipped_toolboxes_load_offline():
     assert [r["tools"] for r in v3.metadata["rounds"]] == [list(range(1, 13)), [7, 8], [7, 8]]
     assert v3.metadata["rounds"][2]["config"]["balance_difficulties"] is True
     assert v3.fingerprint() != plain.fingerprint()
-    with pytest.raises(ValueError, match="unknown toolbox variant 'best'; choose one of plain, v2, v3, joint"):
+    v4 = Toolbox.pretrained(variant="v4")
+    assert v4.metadata["name"] == "restore-gym-cpu-v4" and v4.metadata["base"] == plain.metadata["name"]
+    assert [r["tools"] for r in v4.metadata["rounds"]] == [[1, 2, 5, 6, 9, 10, 11], [3, 4, 7, 8], [12], [1, 9]]
+    assert {r["config"]["loss"] for r in v4.metadata["rounds"]} == {"psnr"}
+    assert [r["init"] for r in v4.metadata["rounds"]][:3] == ["toolbox.pt", "toolbox-v3.pt", "toolbox.pt"]
+    assert len({v4.fingerprint(), v3.fingerprint(), plain.fingerprint()}) == 3
+    with pytest.raises(ValueError, match="unknown toolbox variant 'best'; choose one of plain, v2, v3, v4, joint"):
         Toolbox.pretrained(variant="best")
 
 
