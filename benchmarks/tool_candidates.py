@@ -16,9 +16,12 @@ folder's name).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
+
+import torch
 
 from benchmarks.toolbox import (
     DEFAULT_OFFICIAL,
@@ -32,9 +35,9 @@ from benchmarks.toolbox import (
 )
 from restore_gym.data import load_test_set, to_nchw
 from restore_gym.degrade import DIFFICULTIES
-from restore_gym.records import load_torch_file, provenance, write_json_atomic, write_text_atomic
+from restore_gym.records import provenance, write_json_atomic, write_text_atomic
 from restore_gym.toolbox import TOOL_SPECS, Toolbox
-from restore_gym.train_tools import parse_tool_list
+from restore_gym.train_tools import parse_tool_list, read_finished_tool
 
 
 def with_run_tools(base: Toolbox, run: Path, tools: Sequence[int]) -> Toolbox:
@@ -42,10 +45,7 @@ def with_run_tools(base: Toolbox, run: Path, tools: Sequence[int]) -> Toolbox:
     toolbox = Toolbox(base.version, {**base.metadata, "candidate_run": run.name})
     toolbox.load_state_dict(base.state_dict())
     for index in tools:
-        path = run / f"tool{index + 1:02d}.pt"
-        state = load_torch_file(path, "finished tool file")
-        if not isinstance(state, dict) or "state_dict" not in state:
-            raise ValueError(f"{path} is not a finished tool of restore_gym.train_tools (it holds no state_dict)")
+        state = read_finished_tool(run / f"tool{index + 1:02d}.pt", "it is no candidate of a recorded run")
         toolbox.tools[index].load_state_dict(state["state_dict"])
     return toolbox
 
@@ -53,18 +53,26 @@ def with_run_tools(base: Toolbox, run: Path, tools: Sequence[int]) -> Toolbox:
 def measure(toolbox: Toolbox, tools: Sequence[int], patches: int, seed: int, greedy: bool) -> dict:
     """Per tool of ``tools``: the single-distortion gain and the first-step gain per frozen test set; with
     ``greedy``, the greedy oracle's gain of ``toolbox`` per test set."""
-    test_sets = {difficulty: load_test_set(difficulty) for difficulty in DIFFICULTIES}
-    test_sets = {difficulty: (to_nchw(s.degraded), to_nchw(s.clean)) for difficulty, s in test_sets.items()}
     result: dict = {"tools": {}}
     for index in tools:
-        distorted, clean = band_patches(TOOL_SPECS[index], patches, seed)
         result["tools"][str(index + 1)] = {
-            "single": tool_gain(toolbox, index, distorted, clean),
-            "first_step": {difficulty: tool_gain(toolbox, index, *pair) for difficulty, pair in test_sets.items()},
+            "single": tool_gain(toolbox, index, *_band_patches(TOOL_SPECS[index], patches, seed)),
+            "first_step": {difficulty: tool_gain(toolbox, index, *pair) for difficulty, pair in _test_sets().items()},
         }
     if greedy:
         result["greedy_oracle"] = {difficulty: greedy_oracle_gain(toolbox, difficulty) for difficulty in DIFFICULTIES}
     return result
+
+
+# The same patches for every candidate: made once per tool.
+_band_patches = functools.cache(band_patches)
+
+
+@functools.cache
+def _test_sets() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The frozen test sets as (degraded, clean) N x 3 x 63 x 63 tensors, read once per process."""
+    sets = {difficulty: load_test_set(difficulty) for difficulty in DIFFICULTIES}
+    return {difficulty: (to_nchw(s.degraded), to_nchw(s.clean)) for difficulty, s in sets.items()}
 
 
 def markdown(rows: dict[str, dict], tools: Sequence[int], authors: str | None) -> str:

@@ -207,14 +207,21 @@ def _check_resumable(state: dict, config: TrainConfig, path: Path) -> None:
                      "delete the checkpoint to train the tool anew")
 
 
+def read_finished_tool(path: str | os.PathLike, advice: str = RETRAIN_ADVICE) -> dict:
+    """The finished tool file ``path`` of a run (``toolNN.pt``): a dict of its ``state_dict`` and the ``config``
+    and ``iterations`` that trained it. FileNotFoundError if it is missing; ValueError naming it, with
+    ``advice``, if it is damaged or holds no record of its config (it predates that record)."""
+    state = load_torch_file(path, "finished tool file", advice=advice)
+    if not isinstance(state, dict) or not {"config", "iterations", "state_dict"} <= state.keys():
+        raise ValueError(f"{path} holds no record of the config that trained it (it predates that record); {advice}")
+    return state
+
+
 def _finished_weights(path: Path, config: TrainConfig, iterations: int) -> dict:
     """The weights of the finished tool in ``path``; ValueError saying what to do unless they were trained under
     ``config`` for ``iterations`` iterations (a finished tool cannot be trained further: its optimiser is gone)."""
-    state = load_torch_file(path, "finished tool file", advice=RETRAIN_ADVICE)
-    if not isinstance(state, dict) or not {"config", "iterations", "state_dict"} <= state.keys():
-        raise ValueError(f"{path} holds no record of the config that trained it (it predates that record), so it "
-                         "cannot be checked against this run's; delete it to train the tool anew, or keep it and "
-                         "train elsewhere (another --out)")
+    state = read_finished_tool(path, "it cannot be checked against this run's config: delete it to train the tool "
+                                     "anew, or keep it and train elsewhere (another --out)")
     differences = config_changes({**LEGACY_DEFAULTS, **state["config"]}, asdict(config), ITERATION_FIELDS)
     if state["iterations"] != iterations:
         differences.append(f"iterations: {state['iterations']!r} there, {iterations} here")
@@ -396,10 +403,7 @@ def assemble_toolbox(runs: Sequence[str | os.PathLike], path: str | os.PathLike,
             raise ValueError(f"{run} holds no finished tool (toolNN.pt): let its training finish first")
         round_tools = {}
         for file in finished:
-            state = load_torch_file(file, "finished tool file", advice=RETRAIN_ADVICE)
-            if not isinstance(state, dict) or not {"config", "iterations", "state_dict"} <= state.keys():
-                raise ValueError(f"{file} holds no record of the config that trained it; it cannot go into a "
-                                 "toolbox with a model card")
+            state = read_finished_tool(file, "it cannot go into a toolbox with a model card")
             index = int(file.stem[4:]) - 1
             toolbox.tools[index].load_state_dict(state["state_dict"])
             round_tools[index + 1] = {"config": state["config"], "iterations": state["iterations"]}
