@@ -29,7 +29,7 @@ from benchmarks.toolbox import (
     GREEDY_SHARE,
     RESULTS,
     band_patches,
-    greedy_oracle_gain,
+    greedy_oracle,
     meets_bar,
     tool_gain,
 )
@@ -60,7 +60,8 @@ def measure(toolbox: Toolbox, tools: Sequence[int], patches: int, seed: int, gre
             "first_step": {difficulty: tool_gain(toolbox, index, *pair) for difficulty, pair in _test_sets().items()},
         }
     if greedy:
-        result["greedy_oracle"] = {difficulty: greedy_oracle_gain(toolbox, difficulty) for difficulty in DIFFICULTIES}
+        result["greedy_oracle"] = {difficulty: greedy_oracle(toolbox, difficulty)["gain"]
+                                   for difficulty in DIFFICULTIES}
     return result
 
 

@@ -9,9 +9,9 @@ Two measurements, each for our toolbox and (when present) the authors':
    least their gain.
 2. Where tools work: on each frozen test set, every tool's mean first-step gain (each tool applied once to
    every test patch) and the greedy oracle's gain (best tool per step against the clean patch, up to three,
-   as :mod:`restore_gym.baselines` runs it). Floors: each tool's first-step gain at least the authors' tool's
-   minus :data:`FIRST_STEP_SLACK_DB`, and the greedy oracle at least :data:`GREEDY_SHARE` of its gain with
-   the authors' toolbox, on every test set.
+   as :mod:`restore_gym.baselines` runs it), also step by step (each step's gain and the tools it chose).
+   Floors: each tool's first-step gain at least the authors' tool's minus :data:`FIRST_STEP_SLACK_DB`, and
+   the greedy oracle at least :data:`GREEDY_SHARE` of its gain with the authors' toolbox, on every test set.
 
 The authors' tools are read from
 ``../shared/reference/rl-restore-official/toolbox`` (or ``--official``); without them only ours is
@@ -32,6 +32,7 @@ import torch
 from restore_gym.baselines import BASELINES, all_tool_psnrs
 from restore_gym.data import PATCH_SIZE, BuiltinImages, load_test_set, to_nchw
 from restore_gym.degrade import DIFFICULTIES, DegradationParams
+from restore_gym.engine import MAX_TOOLS, STATE_RANGE
 from restore_gym.evaluation import evaluate
 from restore_gym.metrics import psnr_batch
 from restore_gym.records import provenance, write_json_atomic, write_text_atomic
@@ -103,9 +104,27 @@ def first_step_gains(toolbox: Toolbox, difficulty: str) -> list[float]:
     return gains.mean(dim=0).tolist()
 
 
-def greedy_oracle_gain(toolbox: Toolbox, difficulty: str) -> float:
-    """The greedy oracle's mean gain (dB) with ``toolbox`` on the frozen test set of ``difficulty``."""
-    return evaluate(BASELINES["greedy-oracle"](toolbox, difficulty), difficulty, toolbox)["metrics"]["psnr_gain"]
+@torch.inference_mode()
+def greedy_oracle(toolbox: Toolbox, difficulty: str, max_patches: int | None = None) -> dict:
+    """The greedy oracle with ``toolbox`` on the frozen test set of ``difficulty`` (its first ``max_patches``): its
+    mean gain (dB), and step by step the mean gain over all patches (its chains replayed, states bounded as in the
+    environment), how many patches took a step and how often each tool was chosen (patches, not shares)."""
+    report = evaluate(BASELINES["greedy-oracle"](toolbox, difficulty), difficulty, toolbox, max_patches=max_patches)
+    test_set = load_test_set(difficulty)
+    state, clean = to_nchw(test_set.degraded[:max_patches]), to_nchw(test_set.clean[:max_patches])
+    chains = report["per_patch"]["chain"]
+    psnr_now, step_gains, acting = psnr_batch(state, clean), [], []
+    for step in range(MAX_TOOLS):
+        rows = [n for n, chain in enumerate(chains) if len(chain) > step]
+        acting.append(len(rows))
+        if rows:
+            index = torch.tensor(rows)
+            state[index] = toolbox(state[index], [chains[n][step] for n in rows]).clamp(*STATE_RANGE)
+        psnr_next = psnr_batch(state, clean)
+        step_gains.append(float((psnr_next - psnr_now).mean()))
+        psnr_now = psnr_next
+    return {"gain": report["metrics"]["psnr_gain"], "step_gains": step_gains, "patches_acting": acting,
+            "tools_per_step": report["tool_usage"]["per_step"]}
 
 
 def mdp_run(toolbox: Toolbox, official: Toolbox | None) -> dict:
@@ -113,14 +132,16 @@ def mdp_run(toolbox: Toolbox, official: Toolbox | None) -> dict:
     floors of the module docstring."""
     result = {}
     for difficulty in DIFFICULTIES:
-        ours, greedy = first_step_gains(toolbox, difficulty), greedy_oracle_gain(toolbox, difficulty)
-        row = {"first_step": {"ours": ours}, "greedy_oracle": {"ours": greedy}}
+        ours, greedy = first_step_gains(toolbox, difficulty), greedy_oracle(toolbox, difficulty)
+        row = {"first_step": {"ours": ours}, "greedy_oracle": {"ours": greedy["gain"]},
+               "greedy_steps": {"ours": greedy}}
         if official is not None:
-            theirs, their_greedy = first_step_gains(official, difficulty), greedy_oracle_gain(official, difficulty)
+            theirs, their_greedy = first_step_gains(official, difficulty), greedy_oracle(official, difficulty)
             floor = [o >= t - FIRST_STEP_SLACK_DB for o, t in zip(ours, theirs)]
             row["first_step"].update(authors=theirs, floor_met=floor)
-            row["greedy_oracle"].update(authors=their_greedy, share=greedy / their_greedy,
-                                        floor_met=greedy >= GREEDY_SHARE * their_greedy)
+            row["greedy_oracle"].update(authors=their_greedy["gain"], share=greedy["gain"] / their_greedy["gain"],
+                                        floor_met=greedy["gain"] >= GREEDY_SHARE * their_greedy["gain"])
+            row["greedy_steps"]["authors"] = their_greedy
         result[difficulty] = row
     return result
 
@@ -147,7 +168,25 @@ def mdp_markdown(result: dict) -> str:
         lines.append(f"| {difficulty} | {greedy['ours']:+.3f} | {greedy['authors']:+.3f} | {greedy['share']:.0%} | "
                      f"{'met' if greedy['floor_met'] else 'MISSED'} |" if official else
                      f"| {difficulty} | {greedy['ours']:+.3f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + greedy_steps_markdown(result))
+
+
+def greedy_steps_markdown(result: dict) -> list[str]:
+    """The greedy oracle step by step: the mean gain of each step over all patches (patches taking it) and the
+    tools chosen at each step, per test set and toolbox."""
+    tools = " | ".join(f"t{spec.index + 1}" for spec in TOOL_SPECS)
+    lines = ["", "Greedy oracle step by step: each step's mean gain over all patches (dB; patches that took it):", "",
+             "| test set | toolbox | " + " | ".join(f"step {k + 1}" for k in range(MAX_TOOLS)) + " | total |",
+             "|---|---|" + "---|" * (MAX_TOOLS + 1)]
+    usage = ["", "Tools the greedy oracle chose, per step (patches):", "", f"| test set | toolbox | step | {tools} |",
+             "|---|---|---|" + "---|" * len(TOOL_SPECS)]
+    for difficulty, row in result.items():
+        for who, steps in row["greedy_steps"].items():
+            cells = [f"{gain:+.3f} ({n})" for gain, n in zip(steps["step_gains"], steps["patches_acting"])]
+            lines.append(f"| {difficulty} | {who} | " + " | ".join(cells) + f" | {steps['gain']:+.3f} |")
+            usage += [f"| {difficulty} | {who} | {k + 1} | " + " | ".join(str(n) for n in counts) + " |"
+                      for k, counts in enumerate(steps["tools_per_step"])]
+    return [*lines, *usage, ""]
 
 
 def markdown(rows: list[dict]) -> str:
