@@ -96,12 +96,26 @@ def run(toolbox: Toolbox, official: Toolbox | None, patches: int, seed: int) -> 
     return rows
 
 
-def first_step_gains(toolbox: Toolbox, difficulty: str) -> list[float]:
-    """Mean PSNR gain (dB) of each tool applied once to every patch of the frozen test set of ``difficulty``."""
+def first_step_gains(toolbox: Toolbox, difficulty: str) -> torch.Tensor:
+    """PSNR gain (dB, N x 12) of each tool applied once to each patch of the frozen test set of ``difficulty``."""
     test_set = load_test_set(difficulty)
     degraded, clean = to_nchw(test_set.degraded), to_nchw(test_set.clean)
-    gains = all_tool_psnrs(toolbox, degraded, clean) - psnr_batch(degraded, clean).unsqueeze(1)
-    return gains.mean(dim=0).tolist()
+    return all_tool_psnrs(toolbox, degraded, clean) - psnr_batch(degraded, clean).unsqueeze(1)
+
+
+def where_theirs_win(ours: torch.Tensor, theirs: torch.Tensor) -> list[dict]:
+    """For each tool, the patches on which the authors' tool is their best first step: how many, the mean gain
+    of their tool and of ours there, and of our best tool there (the greedy oracle's first step is its best)."""
+    pick = theirs.argmax(dim=1)
+    rows = []
+    for spec in TOOL_SPECS:
+        mask = pick == spec.index
+        if mask.any():
+            rows.append({"tool": spec.index + 1, "patches": int(mask.sum()),
+                         "authors": float(theirs[mask, spec.index].mean()),
+                         "ours": float(ours[mask, spec.index].mean()),
+                         "our_best": float(ours[mask].max(dim=1).values.mean())})
+    return rows
 
 
 @torch.inference_mode()
@@ -132,13 +146,16 @@ def mdp_run(toolbox: Toolbox, official: Toolbox | None) -> dict:
     floors of the module docstring."""
     result = {}
     for difficulty in DIFFICULTIES:
-        ours, greedy = first_step_gains(toolbox, difficulty), greedy_oracle(toolbox, difficulty)
+        gains, greedy = first_step_gains(toolbox, difficulty), greedy_oracle(toolbox, difficulty)
+        ours = gains.mean(dim=0).tolist()
         row = {"first_step": {"ours": ours}, "greedy_oracle": {"ours": greedy["gain"]},
                "greedy_steps": {"ours": greedy}}
         if official is not None:
-            theirs, their_greedy = first_step_gains(official, difficulty), greedy_oracle(official, difficulty)
+            their_gains, their_greedy = first_step_gains(official, difficulty), greedy_oracle(official, difficulty)
+            theirs = their_gains.mean(dim=0).tolist()
             floor = [o >= t - FIRST_STEP_SLACK_DB for o, t in zip(ours, theirs)]
             row["first_step"].update(authors=theirs, floor_met=floor)
+            row["where_theirs_win"] = where_theirs_win(gains, their_gains)
             row["greedy_oracle"].update(authors=their_greedy["gain"], share=greedy["gain"] / their_greedy["gain"],
                                         floor_met=greedy["gain"] >= GREEDY_SHARE * their_greedy["gain"])
             row["greedy_steps"]["authors"] = their_greedy
@@ -186,7 +203,21 @@ def greedy_steps_markdown(result: dict) -> list[str]:
             lines.append(f"| {difficulty} | {who} | " + " | ".join(cells) + f" | {steps['gain']:+.3f} |")
             usage += [f"| {difficulty} | {who} | {k + 1} | " + " | ".join(str(n) for n in counts) + " |"
                       for k, counts in enumerate(steps["tools_per_step"])]
-    return [*lines, *usage, ""]
+    return [*lines, *usage, *where_theirs_win_markdown(result)]
+
+
+def where_theirs_win_markdown(result: dict) -> list[str]:
+    """The table of :func:`where_theirs_win` per test set (empty without the authors' toolbox)."""
+    if not any("where_theirs_win" in row for row in result.values()):
+        return [""]
+    lines = ["", "Where each of the authors' tools is their best first step (a tool's own ground): mean gain (dB) of "
+             "their tool, of ours and of our best tool on those patches:", "",
+             "| test set | tool | patches | authors' tool | our tool | our best tool | our best - theirs |",
+             "|---|---|---|---|---|---|---|"]
+    for difficulty, row in result.items():
+        lines += [f"| {difficulty} | t{r['tool']} | {r['patches']} | {r['authors']:+.2f} | {r['ours']:+.2f} | "
+                  f"{r['our_best']:+.2f} | {r['our_best'] - r['authors']:+.2f} |" for r in row["where_theirs_win"]]
+    return [*lines, ""]
 
 
 def markdown(rows: list[dict]) -> str:
