@@ -3,7 +3,8 @@
 The authors' data script degraded a fixed set of training patches once (an HDF5 file) and their training
 sampled from it. ``patches="pool"`` in the environments does the same. A pool holds ``size`` patches of one
 difficulty from one image source; it is built once per (contents of the source's images, difficulty, size,
-seed) and cached in ``cache_dir() / "pools" / KEY`` as ``.npy`` arrays that are memory-mapped when read:
+seed) and cached in ``cache_dir() / "pools" / KEY`` as ``.npy`` arrays that are memory-mapped (and read once
+in order when opened, so that random rows do not wait on the disk):
 the degraded and clean patches as uint8 (both are exact in 8 bits: the degraded one comes out of its JPEG
 step, the clean one is the source's pixels), their degradation parameters and where they were cut, and
 ``pool.json`` (the parameters, the image ids and the SHA-256 of the degraded patches).
